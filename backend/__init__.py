@@ -1,0 +1,1 @@
+"""The Confide HTTP service: the only package that knows HTTP and PostgreSQL."""

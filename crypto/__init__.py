@@ -1,0 +1,1 @@
+"""Client-side end-to-end encryption for Confide (see crypto/SPEC.md)."""
