@@ -1,0 +1,1 @@
+"""Organizations, accounts, staff creation and client invites."""

@@ -1,0 +1,98 @@
+"""The application factory: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from backend.accounts.controller import AccountsController
+from backend.auth.controller import AuthController
+from backend.auth.passwords import PasswordService
+from backend.clock import Clock, SystemClock
+from backend.db.database import resolve_database_url
+from backend.db.pool import create_pool
+from backend.health.controller import HealthController
+from backend.http.deps import dependencies
+from backend.http.middleware import RequestContextMiddleware
+from backend.http.problems import exception_handlers
+from backend.runtime import Runtime
+from backend.server_keys import ServerKeys
+from backend.settings import Settings, load_settings
+from backend.telemetry import configure_logging, configure_tracing
+
+__all__ = ["API_VERSION", "create_app", "create_app_from_env", "openapi_config"]
+
+API_VERSION = "0.1.0"
+
+ROUTE_HANDLERS = [HealthController, AuthController, AccountsController]
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The OpenAPI 3.1 document's metadata; served at ``/schema``."""
+    return OpenAPIConfig(
+        title="Confide API",
+        version=API_VERSION,
+        description=(
+            "End-to-end encrypted clinical messaging and records. Errors are RFC 9457 "
+            "problem documents (application/problem+json) with a stable `type` URI."
+        ),
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description="Session token from /v1/auth/login")
+            }
+        ),
+        security=[{"bearer": []}],
+        use_handler_docstrings=True,
+    )
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, database_url: str | None = None) -> Litestar:
+    """Build the ASGI application; the pool opens in its lifespan."""
+    configure_logging(settings.log_level, settings.log_format)
+    configure_tracing(settings.otel_exporter, service_name=settings.otel_service_name, endpoint=settings.otel_endpoint)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock or SystemClock(),
+        passwords=PasswordService(settings),
+        keys=ServerKeys(settings.server_key()),
+        instance_id=settings.effective_instance_id,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        dsn = database_url or resolve_database_url(settings)
+        runtime.pool = await create_pool(settings, dsn)
+        try:
+            yield
+        finally:
+            await runtime.pool.close()
+            runtime.pool = None
+            runtime.passwords.close()
+
+    app = Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        dependencies=dependencies,
+        exception_handlers=exception_handlers,
+        lifespan=[lifespan],
+        openapi_config=openapi_config(),
+        request_max_body_size=settings.max_body_bytes,
+        state=State({"runtime": runtime}),
+        debug=False,
+    )
+    # Outermost layer: request ids, spans, access log and security headers for every
+    # response, including the router's own 404 and 405 answers.
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ASGI servers: settings from ``CONFIDE_*``."""
+    return create_app(load_settings())

@@ -1,0 +1,58 @@
+"""The asyncpg pool: one per process, created in the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from backend.errors import UnavailableError
+from backend.settings import Settings
+
+__all__ = ["Pool", "connection", "create_pool", "transaction"]
+
+Pool = asyncpg.Pool
+
+
+async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
+    """Open the pool with the session settings every connection needs."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        timeout=settings.db_connect_timeout_s,
+        command_timeout=settings.db_statement_timeout_ms / 1000 + 1,
+        max_inactive_connection_lifetime=300,
+        server_settings={
+            "application_name": "confide",
+            "statement_timeout": str(settings.db_statement_timeout_ms),
+            "lock_timeout": str(min(settings.db_statement_timeout_ms, 3_000)),
+            "idle_in_transaction_session_timeout": str(settings.db_statement_timeout_ms * 4),
+            "timezone": "UTC",
+        },
+    )
+    if pool is None:  # pragma: no cover -- create_pool returns None only when awaited lazily
+        raise UnavailableError
+    return pool
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+    """Acquire a connection, turning a long wait into :class:`UnavailableError`."""
+    try:
+        conn = await pool.acquire(timeout=timeout)
+    except TimeoutError as exc:
+        raise UnavailableError from exc
+    try:
+        yield conn
+    finally:
+        await asyncio.shield(pool.release(conn))
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside one transaction: commit on success, roll back on error."""
+    async with connection(pool, timeout) as conn, conn.transaction():
+        yield conn

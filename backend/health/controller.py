@@ -1,0 +1,50 @@
+"""``/health/live`` (the process answers) and ``/health/ready`` (it can serve)."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+
+from backend.db.migrate import MigrationError, pending
+from backend.db.pool import connection
+from backend.errors import UnavailableError
+from backend.runtime import Runtime
+
+__all__ = ["HealthController", "HealthStatus"]
+
+
+class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """Health answer."""
+
+    status: str
+    database: str | None = None
+    migrations: str | None = None
+
+
+class HealthController(Controller):
+    """Probes for load balancers and orchestrators; no authentication, no data."""
+
+    path = "/health"
+    tags = ["health"]
+
+    @get("/live", operation_id="healthLive", opt={"public": True}, cache_control=None)
+    async def live(self) -> HealthStatus:
+        """Always 200 while the process serves requests."""
+        return HealthStatus(status="ok")
+
+    @get("/ready", operation_id="healthReady", opt={"public": True})
+    async def ready(self, state: State) -> Response[HealthStatus]:
+        """200 when the database answers and the schema is current, else 503."""
+        runtime: Runtime = state.runtime
+        try:
+            async with connection(runtime.require_pool(), timeout=2.0) as conn:
+                outstanding = await pending(conn)
+        except MigrationError:
+            return Response(HealthStatus(status="unavailable", database="ok", migrations="diverged"), status_code=503)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, UnavailableError):
+            return Response(HealthStatus(status="unavailable", database="unreachable"), status_code=503)
+        if outstanding:
+            return Response(HealthStatus(status="unavailable", database="ok", migrations="pending"), status_code=503)
+        return Response(HealthStatus(status="ok", database="ok", migrations="current"))

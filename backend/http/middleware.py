@@ -1,0 +1,121 @@
+"""The outermost ASGI layer: request id, trace span, access log, security headers.
+
+It wraps Litestar's exception handling and routing, so every answer, a 404 from
+the router included, carries the request id and is logged once. Spans and log
+lines name the *route template* (``/v1/invites/{code}/redeem``), never the raw
+path or query string, which may carry invite codes or ids of clinical objects.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from backend.http.context import request_id_var
+
+__all__ = ["RequestContextMiddleware"]
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_log = structlog.get_logger("confide.access")
+_tracer = trace.get_tracer("confide.http")
+
+_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+# The interactive API docs load their own scripts and styles.
+_DOCS_CSP = (
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+    b"https://unpkg.com; style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net "
+    b"https://unpkg.com https://fonts.googleapis.com; img-src 'self' data: https:; "
+    b"font-src 'self' https://fonts.gstatic.com; frame-ancestors 'none'"
+)
+
+
+class RequestContextMiddleware:
+    """Assign a request id, open a span, log the outcome, add security headers."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+        self.app = app
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] not in {"http", "websocket"}:
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        method = scope.get("method", "WS")
+        started = time.perf_counter()
+        status_holder: dict[str, int] = {"status": 500}
+        is_docs = scope["path"].startswith("/schema")
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                for name, value in _SECURITY_HEADERS:
+                    if name in present:
+                        continue
+                    if name == b"content-security-policy" and is_docs:
+                        headers.append((name, _DOCS_CSP))
+                    else:
+                        headers.append((name, value))
+                message["headers"] = headers
+            await send(message)
+
+        with _tracer.start_as_current_span(f"{method} request", kind=SpanKind.SERVER) as span:
+            ctx = span.get_span_context()
+            trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else None
+            structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                route = _route_template(scope)
+                status = status_holder["status"]
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("confide.request_id", request_id)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                if self.access_log:
+                    _log.info(
+                        "request",
+                        method=method,
+                        route=route,
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    )
+                structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+                request_id_var.reset(token)
+
+
+def _incoming_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID_RE.match(text) else None
+    return None
+
+
+def _route_template(scope: Scope) -> str:
+    template: Any = scope.get("path_template")
+    if isinstance(template, str) and template:
+        return template
+    return "(unmatched)"

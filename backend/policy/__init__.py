@@ -1,0 +1,5 @@
+"""The one access-policy function: every route asks it, nothing else grants access."""
+
+from backend.policy.decide import Action, Actor, Decision, Resource, decide, require
+
+__all__ = ["Action", "Actor", "Decision", "Resource", "decide", "require"]

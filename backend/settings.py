@@ -1,0 +1,184 @@
+"""Settings: every ``CONFIDE_*`` environment variable, parsed into one Struct.
+
+A bad value stops start-up with a message that names the variable. Secrets
+(the server key, the database URL's password) are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = ["STAFF_ROLES", "Settings", "SettingsError", "load_settings"]
+
+STAFF_ROLES: frozenset[str] = frozenset({"clinician", "compliance_officer", "admin"})
+
+_PREFIX = "CONFIDE_"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class SettingsError(ValueError):
+    """A ``CONFIDE_*`` variable is missing or holds a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The service's configuration. Field ``x`` is read from ``CONFIDE_X``."""
+
+    environment: Literal["development", "test", "production"] = "development"
+    """``production`` refuses development conveniences (generated keys, console logs)."""
+    database_url: str | None = None
+    """PostgreSQL URL. Unset: an embedded PostgreSQL in ``data_dir``."""
+    data_dir: str = ".data"
+    """Local state for development: the embedded cluster and a generated server key."""
+    host: str = "127.0.0.1"
+    port: Port = 8000
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    server: Literal["uvicorn", "granian"] = "uvicorn"
+    instance_id: str = ""
+    """Names this process in audit events (``source``); defaults to host name and pid."""
+
+    db_pool_min: NonNegative = 2
+    db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=500)] = 10
+    db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 5_000
+    db_connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    db_acquire_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+    secret_key: str | None = None
+    """Base64 of 32 random bytes: keys TOTP seeds at rest and keyed digests."""
+    secret_key_file: str | None = None
+
+    argon2_time_cost: Annotated[int, msgspec.Meta(ge=2, le=20)] = 3
+    argon2_memory_kib: Annotated[int, msgspec.Meta(ge=19_456, le=4_194_304)] = 65_536
+    argon2_parallelism: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    hash_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
+    """Threads hashing passwords; 0 means one per core."""
+    hash_queue_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
+    """Logins allowed to wait for a hashing thread; more get 429."""
+    hash_wait_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+
+    session_idle_timeout_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    session_absolute_timeout_s: Annotated[int, msgspec.Meta(ge=300, le=604_800)] = 43_200
+    session_touch_interval_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 10
+    """Activity is written at most this often per session (idle-timeout precision)."""
+
+    mfa_required_roles: tuple[Literal["client", "clinician", "compliance_officer", "admin"], ...] = (
+        "clinician",
+        "compliance_officer",
+        "admin",
+    )
+    totp_issuer: str = "Confide"
+
+    throttle_account_free_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    throttle_address_free_failures: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
+    throttle_base_delay_s: Annotated[int, msgspec.Meta(ge=1, le=3_600)] = 2
+    throttle_max_delay_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    throttle_window_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3_600
+
+    invite_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=2_592_000)] = 604_800
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+    otel_exporter: Literal["none", "console", "otlp"] = "none"
+    otel_endpoint: str | None = None
+    otel_service_name: str = "confide"
+
+    def __post_init__(self) -> None:
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError("CONFIDE_DB_POOL_MIN must not exceed CONFIDE_DB_POOL_MAX")
+        if self.session_idle_timeout_s > self.session_absolute_timeout_s:
+            raise SettingsError(
+                "CONFIDE_SESSION_IDLE_TIMEOUT_S must not exceed CONFIDE_SESSION_ABSOLUTE_TIMEOUT_S"
+            )
+        if self.throttle_base_delay_s > self.throttle_max_delay_s:
+            raise SettingsError(
+                "CONFIDE_THROTTLE_BASE_DELAY_S must not exceed CONFIDE_THROTTLE_MAX_DELAY_S"
+            )
+        if self.environment == "production" and self.secret_key is None and not self.secret_key_file:
+            raise SettingsError("CONFIDE_SECRET_KEY or CONFIDE_SECRET_KEY_FILE is required in production")
+        if self.otel_exporter == "otlp" and not self.otel_endpoint:
+            raise SettingsError("CONFIDE_OTEL_ENDPOINT is required when CONFIDE_OTEL_EXPORTER=otlp")
+
+    @property
+    def effective_hash_workers(self) -> int:
+        """Hashing threads: the setting, or one per core."""
+        return self.hash_workers or (os.cpu_count() or 1)
+
+    @property
+    def effective_instance_id(self) -> str:
+        """The source name written into audit events."""
+        return self.instance_id or f"{os.uname().nodename}-{os.getpid()}"
+
+    def server_key(self) -> bytes:
+        """The 32-byte server key (from the setting, its file, or a generated dev key)."""
+        if self.secret_key is not None:
+            return _decode_key(self.secret_key, "CONFIDE_SECRET_KEY")
+        if self.secret_key_file:
+            text = Path(self.secret_key_file).read_text(encoding="ascii").strip()
+            return _decode_key(text, "CONFIDE_SECRET_KEY_FILE")
+        key_path = Path(self.data_dir) / "secret.key"
+        if not key_path.exists():
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+        return _decode_key(key_path.read_text(encoding="ascii").strip(), str(key_path))
+
+
+def _decode_key(text: str, name: str) -> bytes:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise SettingsError(f"{name} is not valid base64") from exc
+    if len(key) != 32:
+        raise SettingsError(f"{name} must decode to exactly 32 bytes, got {len(key)}")
+    return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read ``CONFIDE_*`` variables (and keyword overrides) into :class:`Settings`.
+
+    Raises:
+        SettingsError: naming the variable whose value is unusable.
+    """
+    env = os.environ if environ is None else environ
+    fields = set(Settings.__struct_fields__)
+    raw: dict[str, object] = {}
+    for key, value in env.items():
+        if not key.startswith(_PREFIX):
+            continue
+        name = key[len(_PREFIX) :].lower()
+        if name not in fields:
+            raise SettingsError(f"{key} is not a known setting")
+        raw[name] = _split_list(name, value)
+    raw.update(overrides)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_variable(str(exc))) from exc
+
+
+def _split_list(name: str, value: str) -> object:
+    if name == "mfa_required_roles":
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _name_variable(message: str) -> str:
+    # msgspec reports the path as "$.field" or "$.field[0]": name the variable instead.
+    marker = "- at `$."
+    if marker in message:
+        head, _, tail = message.partition(marker)
+        field = tail.split("`")[0].split("[")[0]
+        return f"{_PREFIX}{field.upper()}: {head.strip()}"
+    return message
