@@ -26,9 +26,8 @@ from audit.note import (
     NoteSigner,
     SignedNote,
     VerifierKey,
-    _b64decode,  # noqa: PLC2701 - one base64 rule for the whole note format
+    _b64decode,
     format_note,
-    parse_note,
     verify_note,
 )
 

@@ -1,8 +1,8 @@
-"""Witness cosignatures: C2SP tlog-cosignature v1.0 (https://c2sp.org/tlog-cosignature@v1.0.0).
+r"""Witness cosignatures: C2SP tlog-cosignature v1.0 (https://c2sp.org/tlog-cosignature@v1.0.0).
 
 A witness checks that a new checkpoint is signed by the log and consistent with the
 last one it accepted, then adds a ``cosignature/v1`` (type 0x04) signature line.
-The Ed25519 cosignature signs ``cosignature/v1\\ntime <unix>\\n`` + the checkpoint
+The Ed25519 cosignature signs ``cosignature/v1\ntime <unix>\n`` + the checkpoint
 text, and is encoded as ``u64 big-endian timestamp || 64-byte signature``.
 """
 

@@ -68,7 +68,16 @@ _EntityId = Annotated[
     ),
 ]
 _Purpose = Literal[
-    "TREAT", "ETREAT", "HOPERAT", "HSYSADMIN", "HLEGAL", "HRESCH", "HPAYMT", "PATRQT", "HQUALIMP", "COC"
+    "TREAT",
+    "ETREAT",
+    "HOPERAT",
+    "HSYSADMIN",
+    "HLEGAL",
+    "HRESCH",
+    "HPAYMT",
+    "PATRQT",
+    "HQUALIMP",
+    "COC",
 ]
 _Recorded = Annotated[str, msgspec.Meta(min_length=27, max_length=27)]
 

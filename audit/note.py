@@ -1,11 +1,11 @@
-"""C2SP signed notes (https://c2sp.org/signed-note@v1.0.0) with Ed25519 keys.
+r"""C2SP signed notes (https://c2sp.org/signed-note@v1.0.0) with Ed25519 keys.
 
 A note is UTF-8 text ending in a newline, a blank line, then signature lines
 ``— <key name> <base64(key ID || signature)>`` (U+2014 em dash). Keys:
 
 * type ``0x01``: Ed25519 over the note text (log checkpoints);
 * type ``0x04``: timestamped Ed25519 cosignature (https://c2sp.org/tlog-cosignature@v1.0.0),
-  over ``cosignature/v1\\ntime <t>\\n`` followed by the note text; the signature is
+  over ``cosignature/v1\ntime <t>\n`` followed by the note text; the signature is
   ``u64 timestamp || Ed25519 signature``.
 
 Key ID = ``SHA-256(name || 0x0A || type || public key)[:4]``. Verifier keys are

@@ -191,7 +191,9 @@ def _range_hashes(leaf_hashes: Sequence[bytes], ranges: Sequence[tuple[int, int]
     return [root_from_leaf_hashes(leaf_hashes[lo:hi]) for lo, hi in ranges]
 
 
-def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int | None = None) -> list[bytes]:
+def inclusion_proof(
+    leaf_hashes: Sequence[bytes], index: int, size: int | None = None
+) -> list[bytes]:
     """Return PATH(index, D[size]) from in-memory leaf hashes (size defaults to all)."""
     size = len(leaf_hashes) if size is None else size
     if size > len(leaf_hashes):
@@ -234,7 +236,7 @@ class MemoryTree:
         return self._range_hash(0, size)
 
     def _range_hash(self, lo: int, hi: int) -> bytes:
-        return ProofPlan.for_ranges([(lo, hi)]).assemble(self._lookup(range_node_ids(lo, hi)))
+        return ProofPlan.for_ranges([(lo, hi)]).assemble(self._lookup(range_node_ids(lo, hi)))[0]
 
     def _lookup(self, nodes: Sequence[NodeID]) -> dict[NodeID, bytes]:
         return dict(zip(nodes, self.node_hashes(nodes), strict=True))
@@ -260,7 +262,9 @@ class MemoryTree:
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """Consistency proof from ``old_size`` to ``new_size`` (default: all)."""
-        return consistency_proof_from_source(self, old_size, self.size if new_size is None else new_size)
+        return consistency_proof_from_source(
+            self, old_size, self.size if new_size is None else new_size
+        )
 
 
 def _check_hashes(*values: bytes) -> None:
@@ -327,7 +331,7 @@ def verify_consistency(
     _check_hashes(old_root, new_root, *proof)
     if old_size < 0 or old_size > new_size:
         raise ProofError("the old tree is larger than the new one")
-    if old_size == 0 or old_size == new_size:
+    if old_size in {0, new_size}:
         expected = EMPTY_ROOT if old_size == 0 else new_root
         if proof or not hmac.compare_digest(old_root, expected):
             raise ProofError("trees of these sizes are not consistent")
