@@ -1,0 +1,39 @@
+"""Client-side recipes: everything that touches a private key.
+
+The server never imports this package (an import contract enforces it). Start here:
+:func:`generate_identity`, :func:`seal_envelope` / :func:`open_envelope`,
+:func:`encrypt_attachment` / :func:`decrypt_attachment`, :func:`create_key_backup` /
+:func:`open_key_backup`.
+"""
+
+from __future__ import annotations
+
+from crypto.client.attachments import (
+    decrypt_attachment,
+    encrypt_attachment,
+    encrypted_attachment_size,
+)
+from crypto.client.backup import create_key_backup, open_key_backup
+from crypto.client.envelope import OpenedEnvelope, open_envelope, seal_envelope, share_envelope
+from crypto.client.keys import Clock, IdentityKeys, generate_identity, rotate_identity, utc_now
+from crypto.client.payload import PAYLOAD_VERSION, AttachmentKey, InnerPayload
+
+__all__ = [
+    "PAYLOAD_VERSION",
+    "AttachmentKey",
+    "Clock",
+    "IdentityKeys",
+    "InnerPayload",
+    "OpenedEnvelope",
+    "create_key_backup",
+    "decrypt_attachment",
+    "encrypt_attachment",
+    "encrypted_attachment_size",
+    "generate_identity",
+    "open_envelope",
+    "open_key_backup",
+    "rotate_identity",
+    "seal_envelope",
+    "share_envelope",
+    "utc_now",
+]

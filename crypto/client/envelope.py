@@ -1,0 +1,247 @@
+"""Sealing and opening envelopes: the recipe for messages, notes and attachment keys.
+
+Sealing: pad the JSON payload to its bucket; draw a random 256-bit content key and a
+192-bit nonce; encrypt with XChaCha20-Poly1305 under associated data binding version,
+kind, context, item, sender and reference; commit to the content key; wrap the content
+key in a sealed box for every recipient key (the sender's included); sign the canonical
+bytes of everything with the sender's Ed25519 key.
+
+Opening verifies the signature first, then the context the caller expects, then
+decrypts. Any failure after the signature check is one opaque :class:`DecryptionError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Iterable
+
+import msgspec
+
+from crypto.client.keys import IdentityKeys
+from crypto.client.payload import InnerPayload, decode_payload, encode_payload
+from crypto.errors import ContextError, CryptoError, DecryptionError, KeyChainError, RecipientSetError
+from crypto.hazmat.padding import pad, unpad
+from crypto.hazmat.primitives import aead_decrypt, aead_encrypt, seal
+from crypto.hazmat.rng import Rng, system_rng
+from crypto.public._sodium import blake2b, constant_time_equal
+from crypto.public.canonical import (
+    envelope_associated_data,
+    envelope_signed_bytes,
+    key_commitment_input,
+)
+from crypto.public.verify import verify_bundle, verify_envelope
+from crypto.public.wire import (
+    AEAD_NONCE_BYTES,
+    ENVELOPE_VERSION,
+    SIGNATURE_BYTES,
+    Envelope,
+    EnvelopeKind,
+    KeyBundle,
+    KeyRef,
+    Recipient,
+)
+
+__all__ = ["OpenedEnvelope", "open_envelope", "seal_envelope", "share_envelope"]
+
+_CONTENT_KEY_BYTES = 32
+
+
+class OpenedEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    """The authenticated fields and decrypted payload of an envelope."""
+
+    kind: EnvelopeKind
+    context_id: uuid.UUID
+    item_id: uuid.UUID
+    sender: KeyRef
+    references: uuid.UUID | None
+    payload: InnerPayload
+
+
+def _commitment(content_key: bytes, nonce: bytes) -> bytes:
+    return blake2b(key_commitment_input(nonce), key=content_key)
+
+
+def _wrap(content_key: bytes, bundle: KeyBundle, rng: Rng) -> Recipient:
+    ephemeral = None if rng is system_rng else rng(32)
+    return Recipient(
+        account_id=bundle.account_id,
+        key_version=bundle.key_version,
+        public_key=bundle.encryption_key,
+        wrapped_key=seal(bundle.encryption_key, content_key, ephemeral_secret=ephemeral),
+    )
+
+
+def _trusted_bundles(sender: IdentityKeys, recipients: Iterable[KeyBundle]) -> list[KeyBundle]:
+    by_ref: dict[KeyRef, KeyBundle] = {sender.ref: sender.bundle}
+    for bundle in recipients:
+        verify_bundle(bundle)
+        if by_ref.setdefault(bundle.ref, bundle) != bundle:
+            raise KeyChainError("two different bundles for one account key version")
+    return sorted(by_ref.values(), key=lambda bundle: bundle.ref.sort_key())
+
+
+def _signed(sender: IdentityKeys, unsigned: Envelope) -> Envelope:
+    signature = sender._sign(envelope_signed_bytes(unsigned))
+    return msgspec.structs.replace(unsigned, signature=signature)
+
+
+def _seal_envelope(
+    sender: IdentityKeys,
+    *,
+    kind: EnvelopeKind,
+    context_id: uuid.UUID,
+    item_id: uuid.UUID,
+    payload: InnerPayload,
+    recipients: Iterable[KeyBundle],
+    references: uuid.UUID | None,
+    rng: Rng,
+) -> Envelope:
+    """Private seam: :func:`seal_envelope` with an injectable RNG (test vectors only)."""
+    bundles = _trusted_bundles(sender, recipients)
+    padded = pad(encode_payload(payload))
+    content_key = rng(_CONTENT_KEY_BYTES)
+    nonce = rng(AEAD_NONCE_BYTES)
+    associated_data = envelope_associated_data(
+        kind=kind, context_id=context_id, item_id=item_id, sender=sender.ref, references=references
+    )
+    unsigned = Envelope(
+        version=ENVELOPE_VERSION,
+        kind=kind,
+        context_id=context_id,
+        item_id=item_id,
+        sender=sender.ref,
+        references=references,
+        recipients=tuple(_wrap(content_key, bundle, rng) for bundle in bundles),
+        nonce=nonce,
+        key_commitment=_commitment(content_key, nonce),
+        ciphertext=aead_encrypt(content_key, nonce, padded, associated_data),
+        signature=bytes(SIGNATURE_BYTES),
+    )
+    return _signed(sender, unsigned)
+
+
+def seal_envelope(
+    sender: IdentityKeys,
+    *,
+    kind: EnvelopeKind,
+    context_id: uuid.UUID,
+    item_id: uuid.UUID,
+    payload: InnerPayload,
+    recipients: Iterable[KeyBundle],
+    references: uuid.UUID | None = None,
+) -> Envelope:
+    """Encrypt and sign ``payload`` for ``recipients`` (the sender is always added).
+
+    Recipient bundles must be ones the caller trusts (verified chain or compared
+    fingerprint); their self-signatures are checked again here.
+
+    Raises:
+        SignatureError: a recipient bundle's self-signature fails.
+        KeyChainError: two different bundles claim the same (account, key version).
+        FormatError: the payload is too large.
+        EnvelopeFormatError: too many recipients, or ``references`` given for a kind
+            that takes none (or missing for edit, delete, amendment).
+    """
+    return _seal_envelope(
+        sender,
+        kind=kind,
+        context_id=context_id,
+        item_id=item_id,
+        payload=payload,
+        recipients=recipients,
+        references=references,
+        rng=system_rng,
+    )
+
+
+def _content_key(envelope: Envelope, reader: IdentityKeys) -> bytes:
+    entry = envelope.recipient(reader.ref)
+    if entry is None or entry.public_key != reader.bundle.encryption_key:
+        raise RecipientSetError("these keys are not a recipient", missing=[reader.ref])
+    content_key = reader._unseal(entry.wrapped_key)
+    if not constant_time_equal(_commitment(content_key, envelope.nonce), envelope.key_commitment):
+        raise DecryptionError("decryption failed")
+    return content_key
+
+
+def open_envelope(
+    envelope: Envelope,
+    *,
+    reader: IdentityKeys,
+    sender_bundle: KeyBundle,
+    context_id: uuid.UUID,
+    kinds: Collection[EnvelopeKind],
+) -> OpenedEnvelope:
+    """Verify and decrypt an envelope addressed to ``reader``.
+
+    Args:
+        envelope: as decoded from the server.
+        reader: the recipient's keys for the key version the envelope names.
+        sender_bundle: the sender's bundle for the envelope's sender key version, which
+            the caller trusts (verified chain from a compared fingerprint).
+        context_id: the conversation or client the caller is reading: an envelope
+            signed for another context is refused (replay, re-targeting).
+        kinds: the kinds the caller expects here.
+
+    Raises:
+        SignatureError: the envelope or bundle signature fails (any tampering).
+        RecipientSetError: ``reader`` is not a recipient, or the sender entry is wrong.
+        ContextError: authentic, but for another context or of an unexpected kind.
+        DecryptionError: anything else, whatever the cause.
+    """
+    verify_envelope(envelope, sender_bundle)
+    if envelope.context_id != context_id or envelope.kind not in kinds:
+        raise ContextError("envelope belongs to another context or kind")
+    content_key = _content_key(envelope, reader)
+    associated_data = envelope_associated_data(
+        kind=envelope.kind,
+        context_id=envelope.context_id,
+        item_id=envelope.item_id,
+        sender=envelope.sender,
+        references=envelope.references,
+    )
+    try:
+        padded = aead_decrypt(content_key, envelope.nonce, envelope.ciphertext, associated_data)
+        payload = decode_payload(unpad(padded))
+    except CryptoError as exc:
+        raise DecryptionError("decryption failed") from exc
+    return OpenedEnvelope(
+        kind=envelope.kind,
+        context_id=envelope.context_id,
+        item_id=envelope.item_id,
+        sender=envelope.sender,
+        references=envelope.references,
+        payload=payload,
+    )
+
+
+def _share_envelope(
+    envelope: Envelope, *, sender: IdentityKeys, add: Iterable[KeyBundle], rng: Rng
+) -> Envelope:
+    verify_envelope(envelope, sender.bundle)
+    content_key = _content_key(envelope, sender)
+    present = {recipient.ref: recipient for recipient in envelope.recipients}
+    for bundle in add:
+        verify_bundle(bundle)
+        existing = present.get(bundle.ref)
+        if existing is None:
+            present[bundle.ref] = _wrap(content_key, bundle, rng)
+        elif existing.public_key != bundle.encryption_key:
+            raise RecipientSetError("recipient key differs from its bundle", unexpected=[bundle.ref])
+    recipients = tuple(sorted(present.values(), key=lambda entry: entry.ref.sort_key()))
+    return _signed(sender, msgspec.structs.replace(envelope, recipients=recipients))
+
+
+def share_envelope(envelope: Envelope, *, sender: IdentityKeys, add: Iterable[KeyBundle]) -> Envelope:
+    """Re-issue ``envelope`` with extra recipients (e.g. sharing a note), re-signed.
+
+    Only the original sender can do this. Ciphertext, nonce, commitment and every
+    existing wrapped key stay byte-identical; the server can check that with
+    :func:`crypto.public.verify_recipient_addition`.
+
+    Raises:
+        SignatureError: ``envelope`` was not signed by ``sender`` (or was tampered).
+        RecipientSetError: a bundle conflicts with an existing recipient's key.
+        DecryptionError: the sender's own wrapped key does not open.
+    """
+    return _share_envelope(envelope, sender=sender, add=add, rng=system_rng)

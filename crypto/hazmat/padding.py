@@ -1,0 +1,49 @@
+"""WARNING: payload padding. Use :func:`crypto.client.seal_envelope`, which pads for you.
+
+ISO/IEC 7816-4 padding (one 0x80 byte, then zero bytes) to the bucket given by
+:func:`crypto.public.limits.padded_size`: the smallest power of two >= 256 strictly
+greater than the payload length, at most 1 MiB. Implemented with libsodium's
+``sodium_pad`` / ``sodium_unpad`` (constant time), with the bucket size as block size.
+"""
+
+from __future__ import annotations
+
+import nacl.bindings
+import nacl.exceptions
+
+from crypto.errors import DecryptionError, FormatError
+from crypto.public.limits import padded_size, valid_padded_sizes
+
+__all__ = ["pad", "unpad"]
+
+
+def pad(data: bytes) -> bytes:
+    """Pad ``data`` to its bucket.
+
+    Raises:
+        FormatError: ``data`` is too large for the largest bucket.
+    """
+    try:
+        bucket = padded_size(len(data))
+    except ValueError as exc:
+        raise FormatError("payload too large") from exc
+    padded: bytes = nacl.bindings.sodium_pad(data, bucket)
+    return padded
+
+
+def unpad(padded: bytes) -> bytes:
+    """Remove padding, insisting that the padded length is the canonical bucket.
+
+    Raises:
+        DecryptionError: the length is not a bucket, the padding is malformed, or the
+            payload was padded to a larger bucket than its length calls for.
+    """
+    if len(padded) not in valid_padded_sizes():
+        raise DecryptionError("decryption failed")
+    try:
+        data: bytes = nacl.bindings.sodium_unpad(padded, len(padded))
+    except nacl.exceptions.CryptoError as exc:
+        raise DecryptionError("decryption failed") from exc
+    if padded_size(len(data)) != len(padded):
+        raise DecryptionError("decryption failed")
+    return data
