@@ -46,7 +46,9 @@ def openapi_config() -> OpenAPIConfig:
         render_plugins=[ScalarRenderPlugin()],
         components=Components(
             security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", description="Session token from /v1/auth/login")
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="Session token from /v1/auth/login"
+                )
             }
         ),
         security=[{"bearer": []}],
@@ -54,10 +56,16 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, database_url: str | None = None) -> Litestar:
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, database_url: str | None = None
+) -> Litestar:
     """Build the ASGI application; the pool opens in its lifespan."""
     configure_logging(settings.log_level, settings.log_format)
-    configure_tracing(settings.otel_exporter, service_name=settings.otel_service_name, endpoint=settings.otel_endpoint)
+    configure_tracing(
+        settings.otel_exporter,
+        service_name=settings.otel_service_name,
+        endpoint=settings.otel_endpoint,
+    )
     runtime = Runtime(
         settings=settings,
         clock=clock or SystemClock(),

@@ -101,11 +101,12 @@ def _read_password(args: argparse.Namespace) -> str:
 
 def cmd_admin_create(args: argparse.Namespace) -> int:
     """Create an organization's first admin."""
+    import asyncpg  # noqa: PLC0415
+
     from backend.accounts.service import bootstrap_admin  # noqa: PLC0415
     from backend.audit_trail import AuditContext  # noqa: PLC0415
     from backend.auth.passwords import PasswordService  # noqa: PLC0415
     from backend.clock import SystemClock  # noqa: PLC0415
-    from backend.db.pool import create_pool  # noqa: PLC0415
     from backend.errors import DomainError  # noqa: PLC0415
     from backend.runtime import Runtime  # noqa: PLC0415
     from backend.server_keys import ServerKeys  # noqa: PLC0415
@@ -122,28 +123,26 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
             keys=ServerKeys(settings.server_key()),
             instance_id="cli",
         )
-        pool = await create_pool(settings.__class__(**{**msgspec.structs.asdict(settings), "db_pool_min": 1}), dsn)
+        conn = await asyncpg.connect(dsn)
         try:
-            async with pool.acquire() as conn:
-                try:
-                    view = await bootstrap_admin(
-                        runtime,
-                        conn,
-                        org_slug=args.organization,
-                        org_name=args.organization_name or args.organization,
-                        email=args.email,
-                        display_name=args.name,
-                        password=password,
-                        ctx=AuditContext(source_instance="cli"),
-                    )
-                except DomainError as exc:
-                    print(f"confide: {exc.detail}", file=sys.stderr)
-                    return 1
-            print(msgspec.json.encode(view).decode())
-            return 0
+            view = await bootstrap_admin(
+                runtime,
+                conn,
+                org_slug=args.organization,
+                org_name=args.organization_name or args.organization,
+                email=args.email,
+                display_name=args.name,
+                password=password,
+                ctx=AuditContext(source_instance="cli"),
+            )
+        except DomainError as exc:
+            print(f"confide: {exc.detail}", file=sys.stderr)
+            return 1
         finally:
-            await pool.close()
+            await conn.close()
             runtime.passwords.close()
+        print(msgspec.json.encode(view).decode())
+        return 0
 
     return asyncio.run(run())
 

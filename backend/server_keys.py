@@ -49,7 +49,9 @@ class ServerKeys:
     def seal(self, plaintext: bytes, owner: str) -> bytes:
         """Encrypt a server-held secret, bound to its owner (associated data)."""
         nonce = randombytes(_NONCE_BYTES)
-        box = crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, _VERSION + owner.encode(), nonce, self._seal_key)
+        box = crypto_aead_xchacha20poly1305_ietf_encrypt(
+            plaintext, _VERSION + owner.encode(), nonce, self._seal_key
+        )
         return _VERSION + nonce + bytes(box)
 
     def unseal(self, sealed: bytes, owner: str) -> bytes:

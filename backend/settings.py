@@ -101,9 +101,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 "CONFIDE_SESSION_IDLE_TIMEOUT_S must not exceed CONFIDE_SESSION_ABSOLUTE_TIMEOUT_S"
             )
         if self.throttle_base_delay_s > self.throttle_max_delay_s:
-            raise SettingsError(
-                "CONFIDE_THROTTLE_BASE_DELAY_S must not exceed CONFIDE_THROTTLE_MAX_DELAY_S"
-            )
+            raise SettingsError("CONFIDE_THROTTLE_BASE_DELAY_S must not exceed CONFIDE_THROTTLE_MAX_DELAY_S")
         if self.environment == "production" and self.secret_key is None and not self.secret_key_file:
             raise SettingsError("CONFIDE_SECRET_KEY or CONFIDE_SECRET_KEY_FILE is required in production")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:

@@ -25,7 +25,7 @@ class AccountsController(Controller):
     """``/v1/me``, ``/v1/accounts``, ``/v1/invites``."""
 
     path = "/v1"
-    tags = ["accounts"]
+    tags = ("accounts",)
 
     @get("/me", operation_id="getMe", opt={"mfa_enrollment": True})
     async def get_me(self, runtime: RuntimeDep, db: DbDep, principal: PrincipalDep) -> AccountView:

@@ -59,14 +59,20 @@ async def insert_org(conn: asyncpg.Connection, slug: str, name: str, now: dt.dat
     """Create an organization."""
     org_id = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)", org_id, slug, name, now
+        "INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
+        org_id,
+        slug,
+        name,
+        now,
     )
     return org_id
 
 
 async def count_admins(conn: asyncpg.Connection, org_id: uuid.UUID) -> int:
     """How many admin accounts an organization has."""
-    count: int = await conn.fetchval("SELECT count(*) FROM accounts WHERE org_id = $1 AND role = 'admin'", org_id)
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM accounts WHERE org_id = $1 AND role = 'admin'", org_id
+    )
     return count
 
 

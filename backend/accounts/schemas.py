@@ -10,10 +10,17 @@ import msgspec
 
 from backend.auth.schemas import Email, Password
 
-__all__ = ["AccountView", "CreateStaffRequest", "InviteCreated", "InviteRequest", "RedeemInviteRequest"]
+__all__ = [
+    "AccountView",
+    "CreateStaffRequest",
+    "InviteCreated",
+    "InviteRequest",
+    "RedeemInviteRequest",
+]
 
 DisplayName = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$")
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]+$"),
 ]
 StaffRole = Literal["clinician", "compliance_officer", "admin"]
 

@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import re
 import secrets
-import uuid
 
 import asyncpg
 
@@ -68,7 +67,11 @@ def _account_created_event(
 async def me(rt: Runtime, conn: asyncpg.Connection, principal: Principal) -> AccountView:
     """The caller's own account."""
     del rt
-    require(principal.actor, PolicyAction.READ_SELF, Resource(org_id=principal.org_id, owner_id=principal.account_id))
+    require(
+        principal.actor,
+        PolicyAction.READ_SELF,
+        Resource(org_id=principal.org_id, owner_id=principal.account_id),
+    )
     row = await repo.get_account(conn, principal.account_id)
     if row is None:  # pragma: no cover -- the session join proved the account exists
         raise NotFoundError
@@ -76,7 +79,11 @@ async def me(rt: Runtime, conn: asyncpg.Connection, principal: Principal) -> Acc
 
 
 async def create_staff(
-    rt: Runtime, conn: asyncpg.Connection, principal: Principal, req: CreateStaffRequest, ctx: AuditContext
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    req: CreateStaffRequest,
+    ctx: AuditContext,
 ) -> AccountView:
     """An admin creates a clinician, compliance officer or admin in their organization."""
     require(
@@ -105,7 +112,11 @@ async def create_staff(
 
 
 async def create_invite(
-    rt: Runtime, conn: asyncpg.Connection, principal: Principal, req: InviteRequest, ctx: AuditContext
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    req: InviteRequest,
+    ctx: AuditContext,
 ) -> InviteCreated:
     """A clinician issues a single-use, expiring invite code for a new client."""
     require(principal.actor, PolicyAction.CREATE_INVITE, Resource(org_id=principal.org_id))
@@ -150,12 +161,10 @@ async def redeem_invite(
     check_password_policy(req.password, mfa_required=mfa_required_for(rt, "client"), email=req.email)
     password_hash = await rt.passwords.hash(req.password)
     now = rt.clock.now()
+    row: repo.AccountRow | None = None
     async with conn.transaction():
         invite = await repo.claim_invite(conn, _invite_digest(code), now)
-        if invite is None:
-            failed = True
-        else:
-            failed = False
+        if invite is not None:
             row = await repo.insert_account(
                 conn,
                 org_id=invite.org_id,
@@ -170,7 +179,12 @@ async def redeem_invite(
                 raise ConflictError("An account with this email exists in the organization.")
             await repo.mark_invite_redeemed(conn, invite.id, row.id, now)
             await repo.insert_care_relationship(
-                conn, org_id=invite.org_id, client_id=row.id, clinician_id=invite.created_by, source="invite", now=now
+                conn,
+                org_id=invite.org_id,
+                client_id=row.id,
+                clinician_id=invite.created_by,
+                source="invite",
+                now=now,
             )
             await record(conn, _account_created_event(row, agent=None, agent_role="client"), ctx, now)
             await record(
@@ -188,7 +202,7 @@ async def redeem_invite(
                 ctx,
                 now,
             )
-    if failed:
+    if row is None:
         async with conn.transaction():
             await record(
                 conn,
@@ -228,8 +242,13 @@ async def bootstrap_admin(
             org_id = await repo.insert_org(conn, org_slug, org_name, now)
             await record(
                 conn,
-                AuditEvent(action=Action.CREATE, event_type="organization.create", org_id=org_id,
-                           entity_type="organization", entity_id=org_id),
+                AuditEvent(
+                    action=Action.CREATE,
+                    event_type="organization.create",
+                    org_id=org_id,
+                    entity_type="organization",
+                    entity_id=org_id,
+                ),
                 ctx,
                 now,
             )

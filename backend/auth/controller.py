@@ -24,7 +24,7 @@ class AuthController(Controller):
     """``/v1/auth``: sessions, passwords and second factors."""
 
     path = "/v1/auth"
-    tags = ["auth"]
+    tags = ("auth",)
 
     @post(
         "/login",
@@ -44,14 +44,24 @@ class AuthController(Controller):
         """Open a session."""
         return await service.login(runtime, db, data, audit_ctx)
 
-    @post("/logout", operation_id="logout", status_code=HTTP_204_NO_CONTENT, opt={"mfa_enrollment": True})
+    @post(
+        "/logout",
+        operation_id="logout",
+        status_code=HTTP_204_NO_CONTENT,
+        opt={"mfa_enrollment": True},
+    )
     async def logout(
         self, runtime: RuntimeDep, db: DbDep, principal: PrincipalDep, audit_ctx: AuditCtxDep
     ) -> None:
         """End this session."""
         await service.logout(runtime, db, principal, audit_ctx)
 
-    @post("/logout-all", operation_id="logoutAll", status_code=HTTP_204_NO_CONTENT, opt={"mfa_enrollment": True})
+    @post(
+        "/logout-all",
+        operation_id="logoutAll",
+        status_code=HTTP_204_NO_CONTENT,
+        opt={"mfa_enrollment": True},
+    )
     async def logout_all(
         self, runtime: RuntimeDep, db: DbDep, principal: PrincipalDep, audit_ctx: AuditCtxDep
     ) -> None:

@@ -81,14 +81,18 @@ async def get_login_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> 
     return msgspec.convert(dict(row), LoginAccount)
 
 
-async def load_throttle(conn: asyncpg.Connection, scope: str, key: bytes, *, lock: bool) -> ThrottleState | None:
+_THROTTLE = """
+    SELECT failures, window_started_at, locked_until FROM login_throttle
+    WHERE scope = $1 AND key_digest = $2
+"""
+_THROTTLE_FOR_UPDATE = _THROTTLE + " FOR UPDATE"
+
+
+async def load_throttle(
+    conn: asyncpg.Connection, scope: str, key: bytes, *, lock: bool
+) -> ThrottleState | None:
     """A key's counters (locked for update inside a transaction when asked)."""
-    row = await conn.fetchrow(
-        "SELECT failures, window_started_at, locked_until FROM login_throttle"
-        " WHERE scope = $1 AND key_digest = $2" + (" FOR UPDATE" if lock else ""),
-        scope,
-        key,
-    )
+    row = await conn.fetchrow(_THROTTLE_FOR_UPDATE if lock else _THROTTLE, scope, key)
     return None if row is None else msgspec.convert(dict(row), ThrottleState)
 
 
@@ -188,7 +192,9 @@ async def touch_session(
     return None if row is None else msgspec.convert(dict(row), SessionPrincipal)
 
 
-async def revoke_session(conn: asyncpg.Connection, session_id: uuid.UUID, reason: str, now: dt.datetime) -> None:
+async def revoke_session(
+    conn: asyncpg.Connection, session_id: uuid.UUID, reason: str, now: dt.datetime
+) -> None:
     """Revoke one session."""
     await conn.execute(
         "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
@@ -220,7 +226,9 @@ async def revoke_account_sessions(
     return int(result.split()[-1])
 
 
-async def set_password_hash(conn: asyncpg.Connection, account_id: uuid.UUID, new_hash: str, now: dt.datetime) -> None:
+async def set_password_hash(
+    conn: asyncpg.Connection, account_id: uuid.UUID, new_hash: str, now: dt.datetime
+) -> None:
     """Store a new hash (a password change or a parameter upgrade)."""
     await conn.execute(
         "UPDATE accounts SET password_hash = $2, password_changed_at = $3 WHERE id = $1",

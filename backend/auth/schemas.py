@@ -18,7 +18,9 @@ __all__ = [
 ]
 
 OrgSlug = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$", max_length=63)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^\s@\x00-\x1f]+@[^\s@\x00-\x1f]+$")]
+Email = Annotated[
+    str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^\s@\x00-\x1f]+@[^\s@\x00-\x1f]+$")
+]
 # Long enough for any accepted password; the policy (min length) is checked in the service.
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 TotpCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]

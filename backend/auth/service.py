@@ -115,9 +115,14 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
 
     stored = account.password_hash if account is not None and account.status == "active" else None
     matched, needs_rehash = await rt.passwords.verify(stored, req.password)
-    failure_keys = (("account", account_key, account_policy), ("address", address_key, address_policy))
+    failure_keys = (
+        ("account", account_key, account_policy),
+        ("address", address_key, address_policy),
+    )
     if not matched or account is None:
-        await _record_failure(conn, failure_keys, account, "bad_credentials", ctx, now)
+        await _record_failure(
+            conn, keys=failure_keys, account=account, reason="bad_credentials", ctx=ctx, now=now
+        )
         raise AuthenticationError("The organization, email or password is not correct.")
 
     if account.totp_secret_sealed is not None:
@@ -128,7 +133,14 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
         async with conn.transaction():
             second_factor_ok = await _second_factor_ok(rt, conn, account, req, now)
         if not second_factor_ok:
-            await _record_failure(conn, failure_keys, account, "bad_second_factor", ctx, now)
+            await _record_failure(
+                conn,
+                keys=failure_keys,
+                account=account,
+                reason="bad_second_factor",
+                ctx=ctx,
+                now=now,
+            )
             raise AuthenticationError("The one-time code is not valid.")
 
     upgraded_hash = await rt.passwords.hash(req.password) if needs_rehash else None
@@ -145,6 +157,7 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
 
 async def _record_failure(
     conn: asyncpg.Connection,
+    *,
     keys: tuple[tuple[str, bytes, ThrottlePolicy], ...],
     account: repo.LoginAccount | None,
     reason: str,
@@ -160,7 +173,11 @@ async def _record_failure(
 
 
 async def _second_factor_ok(
-    rt: Runtime, conn: asyncpg.Connection, account: repo.LoginAccount, req: LoginRequest, now: dt.datetime
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    account: repo.LoginAccount,
+    req: LoginRequest,
+    now: dt.datetime,
 ) -> bool:
     if req.totp_code is not None:
         secret = _unseal_totp(rt, account.id, account.totp_secret_sealed)
@@ -186,7 +203,12 @@ def mfa_required_for(rt: Runtime, role: str) -> bool:
 
 
 async def _open_session(
-    rt: Runtime, conn: asyncpg.Connection, account: repo.LoginAccount, *, mfa_satisfied: bool, now: dt.datetime
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    account: repo.LoginAccount,
+    *,
+    mfa_satisfied: bool,
+    now: dt.datetime,
 ) -> LoginResponse:
     s = rt.settings
     token = new_token()
@@ -204,7 +226,7 @@ async def _open_session(
     )
     return LoginResponse(
         token=token,
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106 -- the scheme name, not a secret
         account_id=account.id,
         role=account.role,
         expires_at=absolute,
@@ -219,7 +241,11 @@ async def authenticate(rt: Runtime, conn: asyncpg.Connection, token: str | None)
         raise AuthenticationError
     s = rt.settings
     found = await repo.touch_session(
-        conn, token_digest(token), rt.clock.now(), s.session_idle_timeout_s, s.session_touch_interval_s
+        conn,
+        token_digest(token),
+        rt.clock.now(),
+        s.session_idle_timeout_s,
+        s.session_touch_interval_s,
     )
     if found is None:
         raise AuthenticationError("The session is missing, expired or revoked.")
@@ -265,7 +291,11 @@ async def logout_all(rt: Runtime, conn: asyncpg.Connection, principal: Principal
 
 
 async def change_password(
-    rt: Runtime, conn: asyncpg.Connection, principal: Principal, req: PasswordChangeRequest, ctx: AuditContext
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    req: PasswordChangeRequest,
+    ctx: AuditContext,
 ) -> None:
     """Check the current password, set the new one, revoke every other session."""
     now = rt.clock.now()
@@ -273,13 +303,22 @@ async def change_password(
     matched, _ = await rt.passwords.verify(account.password_hash, req.current_password)
     if not matched:
         async with conn.transaction():
-            await record(conn, _session_event("auth.password_change", principal, Outcome.MINOR_FAILURE), ctx, now)
+            await record(
+                conn,
+                _session_event("auth.password_change", principal, Outcome.MINOR_FAILURE),
+                ctx,
+                now,
+            )
         raise AuthenticationError("The current password is not correct.")
-    check_password_policy(req.new_password, mfa_required=mfa_required_for(rt, account.role), email=account.email)
+    check_password_policy(
+        req.new_password, mfa_required=mfa_required_for(rt, account.role), email=account.email
+    )
     new_hash = await rt.passwords.hash(req.new_password)
     async with conn.transaction():
         await repo.set_password_hash(conn, account.id, new_hash, now)
-        await repo.revoke_account_sessions(conn, account.id, "password_change", now, keep=principal.session_id)
+        await repo.revoke_account_sessions(
+            conn, account.id, "password_change", now, keep=principal.session_id
+        )
         await record(conn, _session_event("auth.password_change", principal), ctx, now)
 
 
@@ -297,7 +336,9 @@ async def enroll_totp(
         await record(conn, _session_event("auth.mfa_enroll", principal), ctx, now)
     return TotpEnrollmentResponse(
         secret=totp.encode_secret(secret),
-        otpauth_uri=totp.provisioning_uri(secret, issuer=rt.settings.totp_issuer, account_label=str(account.id)),
+        otpauth_uri=totp.provisioning_uri(
+            secret, issuer=rt.settings.totp_issuer, account_label=str(account.id)
+        ),
         digits=totp.DIGITS,
         period_s=totp.STEP_SECONDS,
     )

@@ -9,7 +9,7 @@ import secrets
 
 __all__ = ["TOKEN_PREFIX", "new_token", "parse_bearer", "token_digest"]
 
-TOKEN_PREFIX = "cfd_"
+TOKEN_PREFIX = "cfd_"  # noqa: S105 -- a public prefix, not a secret
 _TOKEN_RE = re.compile(r"^cfd_[A-Za-z0-9_-]{43}$")
 
 

@@ -64,6 +64,12 @@ def provisioning_uri(secret: bytes, *, issuer: str, account_label: str) -> str:
     """An ``otpauth://`` URI for QR enrolment."""
     label = urllib.parse.quote(f"{issuer}:{account_label}")
     query = urllib.parse.urlencode(
-        {"secret": encode_secret(secret), "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS, "period": STEP_SECONDS}
+        {
+            "secret": encode_secret(secret),
+            "issuer": issuer,
+            "algorithm": "SHA1",
+            "digits": DIGITS,
+            "period": STEP_SECONDS,
+        }
     )
     return f"otpauth://totp/{label}?{query}"

@@ -1,0 +1,1 @@
+"""Database access: the pool, migrations, the embedded cluster."""

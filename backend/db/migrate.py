@@ -13,7 +13,14 @@ from importlib import resources
 
 import asyncpg
 
-__all__ = ["Migration", "MigrationError", "applied_versions", "load_migrations", "migrate", "pending"]
+__all__ = [
+    "Migration",
+    "MigrationError",
+    "applied_versions",
+    "load_migrations",
+    "migrate",
+    "pending",
+]
 
 # An arbitrary constant naming Confide's migration lock among advisory locks.
 _LOCK_KEY = 0x436F6E66_6964_6501

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import asyncpg
 
@@ -39,20 +40,21 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
 
 
 @asynccontextmanager
-async def connection(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+async def connection(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterator[asyncpg.Connection]:
     """Acquire a connection, turning a long wait into :class:`UnavailableError`."""
     try:
-        conn = await pool.acquire(timeout=timeout)
+        conn = await pool.acquire(timeout=acquire_timeout)
     except TimeoutError as exc:
         raise UnavailableError from exc
     try:
-        yield conn
+        # The pool hands out a proxy that behaves as the Connection it wraps.
+        yield cast(asyncpg.Connection, conn)
     finally:
         await asyncio.shield(pool.release(conn))
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[asyncpg.Connection]:
+async def transaction(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside one transaction: commit on success, roll back on error."""
-    async with connection(pool, timeout) as conn, conn.transaction():
+    async with connection(pool, acquire_timeout) as conn, conn.transaction():
         yield conn

@@ -27,7 +27,7 @@ class HealthController(Controller):
     """Probes for load balancers and orchestrators; no authentication, no data."""
 
     path = "/health"
-    tags = ["health"]
+    tags = ("health",)
 
     @get("/live", operation_id="healthLive", opt={"public": True}, cache_control=None)
     async def live(self) -> HealthStatus:
@@ -39,12 +39,24 @@ class HealthController(Controller):
         """200 when the database answers and the schema is current, else 503."""
         runtime: Runtime = state.runtime
         try:
-            async with connection(runtime.require_pool(), timeout=2.0) as conn:
+            async with connection(runtime.require_pool(), acquire_timeout=2.0) as conn:
                 outstanding = await pending(conn)
         except MigrationError:
-            return Response(HealthStatus(status="unavailable", database="ok", migrations="diverged"), status_code=503)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, UnavailableError):
+            return Response(
+                HealthStatus(status="unavailable", database="ok", migrations="diverged"),
+                status_code=503,
+            )
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            OSError,
+            TimeoutError,
+            UnavailableError,
+        ):
             return Response(HealthStatus(status="unavailable", database="unreachable"), status_code=503)
         if outstanding:
-            return Response(HealthStatus(status="unavailable", database="ok", migrations="pending"), status_code=503)
+            return Response(
+                HealthStatus(status="unavailable", database="ok", migrations="pending"),
+                status_code=503,
+            )
         return Response(HealthStatus(status="ok", database="ok", migrations="current"))

@@ -29,7 +29,12 @@ __all__ = [
     "DbDep",
     "PrincipalDep",
     "RuntimeDep",
-    "dependencies", "provide_audit_context", "provide_db", "provide_principal", "provide_runtime"]
+    "dependencies",
+    "provide_audit_context",
+    "provide_db",
+    "provide_principal",
+    "provide_runtime",
+]
 
 
 RuntimeDep = NamedDependency[Runtime]
@@ -50,9 +55,7 @@ async def provide_db(runtime: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-async def provide_principal(
-    request: Request[Any, Any, Any], runtime: RuntimeDep, db: DbDep
-) -> Principal:
+async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep, db: DbDep) -> Principal:
     """The authenticated caller, or a 401 problem."""
     principal = await authenticate(runtime, db, parse_bearer(request.headers.get("authorization")))
     if (

@@ -57,14 +57,14 @@ class RequestContextMiddleware:
             return
         request_id = _incoming_request_id(scope) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
-        method = scope.get("method", "WS")
+        method = str(scope.get("method", "WS"))
         started = time.perf_counter()
         status_holder: dict[str, int] = {"status": 500}
         is_docs = scope["path"].startswith("/schema")
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                status_holder["status"] = int(message["status"])
                 headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("ascii")))

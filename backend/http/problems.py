@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
-from litestar import MediaType, Request, Response
+from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
@@ -122,7 +122,9 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     status = exc.status_code
     if status >= 500:
         return _internal(status)
-    slug, title, detail = _HTTP_PROBLEMS.get(status, ("bad-request", "Bad request", "The request is malformed."))
+    slug, title, detail = _HTTP_PROBLEMS.get(
+        status, ("bad-request", "Bad request", "The request is malformed.")
+    )
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in {"allow", "retry-after"}}
     return problem_response(status, slug, title, detail, headers=headers)
 
@@ -138,13 +140,21 @@ def _database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response
     )
 
 
-def _integrity_error(_: Request[Any, Any, Any], exc: asyncpg.IntegrityConstraintViolationError) -> Response[Problem]:
+def _integrity_error(
+    _: Request[Any, Any, Any], exc: asyncpg.IntegrityConstraintViolationError
+) -> Response[Problem]:
     # A constraint the database enforces caught input the service let through.
     # The constraint name is logged (never the row values); the client learns only the class.
-    _log.warning("constraint_rejected", sqlstate=exc.sqlstate, constraint=getattr(exc, "constraint_name", None))
+    _log.warning(
+        "constraint_rejected",
+        sqlstate=exc.sqlstate,
+        constraint=getattr(exc, "constraint_name", None),
+    )
     if isinstance(exc, asyncpg.UniqueViolationError):
         return problem_response(409, "conflict", "Conflict", "The request conflicts with the current state.")
-    return problem_response(422, "invalid-input", "Invalid input", "The request body breaks a validation rule.")
+    return problem_response(
+        422, "invalid-input", "Invalid input", "The request body breaks a validation rule."
+    )
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Literal
+from typing import Literal, assert_never
 
 import msgspec
 
@@ -81,7 +81,7 @@ def decide(actor: Actor, action: Action, resource: Resource) -> Decision:
             if actor.role != "clinician":
                 return _deny("role")
             return _allow("clinician")
-    return _deny("unknown_action")  # pragma: no cover -- every Action member has a case
+    assert_never(action)
 
 
 def require(actor: Actor, action: Action, resource: Resource) -> Decision:

@@ -143,13 +143,11 @@ def configure_logging(
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING if level == "debug" else logging.WARNING)
+    root.setLevel(logging.INFO if level == "debug" else logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def _stdlib_to_event(
-    _logger: WrappedLogger, _method: str, event_dict: MutableMapping[str, Any]
-) -> EventDict:
+def _stdlib_to_event(_logger: WrappedLogger, _method: str, event_dict: MutableMapping[str, Any]) -> EventDict:
     # A foreign record's message may hold anything (uvicorn prints client addresses,
     # asyncpg prints server notices): keep its logger name and level, mask the text.
     record = event_dict.get("_record")

@@ -46,6 +46,7 @@ def configure_tracing(
             BatchSpanProcessor(span_exporter, max_queue_size=2048, export_timeout_millis=2000)
         )
     trace.set_tracer_provider(provider)
-    AsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=provider)
+    instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call] # untyped upstream
+    instrumentor.instrument(tracer_provider=provider)
     _state["provider"] = provider
     return provider
