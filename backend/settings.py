@@ -66,7 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Logins allowed to wait for a hashing thread; more get 429."""
     hash_wait_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
 
-    session_idle_timeout_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
+    session_idle_timeout_s: Annotated[int, msgspec.Meta(ge=2, le=86_400)] = 900
     session_absolute_timeout_s: Annotated[int, msgspec.Meta(ge=300, le=604_800)] = 43_200
     session_touch_interval_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 10
     """Activity is written at most this often per session (idle-timeout precision)."""

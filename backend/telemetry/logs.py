@@ -15,7 +15,7 @@ import re
 import sys
 import traceback
 from collections.abc import MutableMapping
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, WrappedLogger
@@ -104,6 +104,7 @@ def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict)
 def configure_logging(
     level: Literal["debug", "info", "warning", "error"] = "info",
     fmt: Literal["json", "console"] = "json",
+    stream: TextIO | None = None,
 ) -> None:
     """Configure structlog (and route stdlib logging through the same allow-list)."""
     renderer: Any = (
@@ -121,11 +122,11 @@ def configure_logging(
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stdout),
         cache_logger_on_first_use=False,
     )
     # Third-party loggers (uvicorn, asyncpg, opentelemetry) go through the same redaction.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
