@@ -186,6 +186,12 @@ def _is_database_down(exc: Exception) -> bool:
 
 
 def _any_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if isinstance(exc, UnicodeDecodeError):
+        # A body that is not UTF-8 is the client's error, not ours.
+        return problem_response(400, "bad-request", "Bad request", "The request body is not valid UTF-8.")
+    if isinstance(exc, RecursionError):
+        # msgspec refuses pathologically nested JSON by hitting its depth limit.
+        return problem_response(400, "bad-request", "Bad request", "The request body is nested too deeply.")
     if _is_database_down(exc):
         return _database_unavailable(request, exc)
     return _unexpected(request, exc)

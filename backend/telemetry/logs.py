@@ -61,6 +61,8 @@ ALLOWED_LOG_KEYS: frozenset[str] = frozenset(
 _EMAIL_RE = re.compile(r"[^\s@\"']{1,64}@[^\s@\"']{1,255}")
 _LONG_B64_RE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
 _MASK = "[redacted]"
+# Values we generate ourselves (ids are hex and would trip the token scrubber).
+_TRUSTED_KEYS = frozenset({"timestamp", "level", "logger", "request_id", "trace_id"})
 
 
 def _scrub(value: Any) -> Any:
@@ -80,7 +82,7 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
     dropped: list[str] = []
     for key, value in event_dict.items():
         if key in ALLOWED_LOG_KEYS:
-            kept[key] = value if key in {"timestamp", "level", "logger"} else _scrub(value)
+            kept[key] = value if key in _TRUSTED_KEYS else _scrub(value)
         else:
             dropped.append(key)
     if dropped:
