@@ -128,7 +128,7 @@ def verify_export(
     try:
         _verify_leaves(stream, walker)
     except _RootMismatchError:
-        if header.proofs and iter(lines) is not lines:
+        if header.proofs and not isinstance(lines, Iterator):
             _locate_bad_proof(lines, checkpoint)
         raise ExportError("leaf hashes do not lead to the checkpoint root") from None
     return ExportSummary(

@@ -187,3 +187,16 @@ def test_all_root_computations_agree_with_the_rfc(leaves: list[bytes]) -> None:
     compact = CompactRange()
     compact.extend(hashes)
     assert root_from_leaf_hashes(hashes) == compact.root() == _reference_mth(hashes)
+
+
+def test_node_ids_follow_the_set_bits_of_the_size() -> None:
+    compact = CompactRange()
+    compact.extend(LEAF_HASHES[:5])
+    assert compact.node_ids() == [NodeID(2, 0), NodeID(0, 4)]
+
+
+def test_appending_subtrees_merges_them() -> None:
+    compact = CompactRange()
+    compact.append_subtree(2, subtree_root(LEAF_HASHES[:4]))
+    compact.append_subtree(2, subtree_root(LEAF_HASHES[4:8]))
+    assert compact.hashes == (bytes.fromhex(ROOTS[8]),)

@@ -1,0 +1,77 @@
+"""Route inventory, OpenAPI drift and the structure of answers every route shares."""
+
+from __future__ import annotations
+
+import json
+
+from litestar import Litestar
+from litestar.handlers import HTTPRouteHandler
+from litestar.testing import AsyncTestClient
+
+from backend.openapi_doc import render_openapi
+from tests.conftest import ROOT
+
+# Every public route is named here; a new route must authenticate or be added on purpose.
+PUBLIC_ROUTES = {
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/invites/{code:str}/redeem"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+}
+
+
+def _handlers(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
+    found = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if not isinstance(handler, HTTPRouteHandler):
+                continue
+            if route.path.startswith("/schema"):
+                continue
+            for method in sorted(handler.http_methods - {"HEAD", "OPTIONS"}):
+                found.append((method, route.path, handler))
+    return found
+
+
+def test_every_route_authenticates_or_is_listed_public(app: Litestar) -> None:
+    """A-01: a route with no ``principal`` dependency must be on the public allow-list."""
+    seen_public = set()
+    for method, path, handler in _handlers(app):
+        params = handler.parsed_fn_signature.parameters
+        is_public = bool(handler.opt.get("public"))
+        if is_public:
+            assert (method, path) in PUBLIC_ROUTES, f"unexpected public route {method} {path}"
+            assert "principal" not in params
+            seen_public.add((method, path))
+        else:
+            assert "principal" in params, f"{method} {path} neither authenticates nor is public"
+    assert seen_public == PUBLIC_ROUTES
+
+
+def test_every_route_has_an_operation_id(app: Litestar) -> None:
+    for method, path, handler in _handlers(app):
+        assert handler.operation_id, f"{method} {path} has no operation_id"
+
+
+def test_committed_openapi_matches_the_app() -> None:
+    committed = (ROOT / "openapi" / "openapi.json").read_text(encoding="utf-8")
+    current = render_openapi()
+    assert json.loads(committed) == json.loads(current), "openapi/openapi.json drifted: run `make openapi`"
+    assert committed == current
+
+
+async def test_schema_is_served(client: AsyncTestClient[Litestar]) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    assert response.json()["openapi"].startswith("3.1")
+
+
+async def test_security_headers_and_request_id(client: AsyncTestClient[Litestar]) -> None:
+    response = await client.get("/health/live", headers={"X-Request-ID": "trace-me-12345"})
+    assert response.headers["x-request-id"] == "trace-me-12345"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    hostile = await client.get("/health/live", headers={"X-Request-ID": "bad\x1b[31mid with spaces"})
+    assert hostile.headers["x-request-id"] != "bad\x1b[31mid with spaces"
