@@ -87,9 +87,7 @@ class ExportFilters(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
 _NO_FILTERS: Final = ExportFilters()
 
 
-class ExportHeader(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="t", tag="header"
-):
+class ExportHeader(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="t", tag="header"):
     """First line: format version, signed checkpoint note, filters, whether proofs follow."""
 
     format: Literal["confide-audit-export/v1"]
@@ -115,9 +113,7 @@ class ExportLeaf(
     proof: list[bytes] | None = None
 
 
-class ExportTrailer(
-    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="t", tag="end"
-):
+class ExportTrailer(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="t", tag="end"):
     """Last line: the number of leaf lines (detects a truncated tail)."""
 
     count: int

@@ -147,9 +147,7 @@ def _agent(event: AuditEvent) -> _Json:
             }
         )
     if event.agent.network is not None:
-        extensions.append(
-            {"url": f"{_NS}:network-address-digest", "valueString": event.agent.network}
-        )
+        extensions.append({"url": f"{_NS}:network-address-digest", "valueString": event.agent.network})
     if extensions:
         agent["extension"] = extensions
     return agent

@@ -107,9 +107,7 @@ def _fold_levels(level: list[bytes]) -> bytes:
     prefix = _NODE_PREFIX
     while len(level) > 1:
         odd = level[-1] if len(level) & 1 else None
-        level = [
-            sha(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)
-        ]
+        level = [sha(prefix + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
         if odd is not None:
             level.append(odd)
     return level[0]

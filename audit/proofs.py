@@ -191,9 +191,7 @@ def _range_hashes(leaf_hashes: Sequence[bytes], ranges: Sequence[tuple[int, int]
     return [root_from_leaf_hashes(leaf_hashes[lo:hi]) for lo, hi in ranges]
 
 
-def inclusion_proof(
-    leaf_hashes: Sequence[bytes], index: int, size: int | None = None
-) -> list[bytes]:
+def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int | None = None) -> list[bytes]:
     """Return PATH(index, D[size]) from in-memory leaf hashes (size defaults to all)."""
     size = len(leaf_hashes) if size is None else size
     if size > len(leaf_hashes):
@@ -249,9 +247,7 @@ class MemoryTree:
         """
         out: list[bytes] = []
         for node in nodes:
-            if node.level >= len(self._levels) or not 0 <= node.index < len(
-                self._levels[node.level]
-            ):
+            if node.level >= len(self._levels) or not 0 <= node.index < len(self._levels[node.level]):
                 raise ProofError(f"node ({node.level}, {node.index}) is not available")
             out.append(self._levels[node.level][node.index])
         return out
@@ -262,9 +258,7 @@ class MemoryTree:
 
     def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
         """Consistency proof from ``old_size`` to ``new_size`` (default: all)."""
-        return consistency_proof_from_source(
-            self, old_size, self.size if new_size is None else new_size
-        )
+        return consistency_proof_from_source(self, old_size, self.size if new_size is None else new_size)
 
 
 def _check_hashes(*values: bytes) -> None:
@@ -273,9 +267,7 @@ def _check_hashes(*values: bytes) -> None:
             raise ProofError("a hash must be 32 bytes")
 
 
-def root_from_inclusion_proof(
-    leaf_hash_value: bytes, index: int, size: int, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(leaf_hash_value: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
     """Return the root implied by an inclusion proof (RFC 9162 §2.1.3.2 steps 1-4).
 
     Raises:

@@ -114,9 +114,7 @@ def verify_export(
     """
     stream = iter(lines)
     header = _header(stream)
-    verified = verify_checkpoint(
-        header.checkpoint, log_keys, origin=origin, witness_keys=witness_keys
-    )
+    verified = verify_checkpoint(header.checkpoint, log_keys, origin=origin, witness_keys=witness_keys)
     checkpoint = verified.checkpoint
     complete = header.filters.unfiltered
     if require_complete and not complete:

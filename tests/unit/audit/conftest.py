@@ -96,9 +96,7 @@ class Log:
             self.tree, self.leaves, size=len(self.leaves), indexes=indexes, proofs=proofs
         )
         return list(
-            write_jsonl(
-                records, checkpoint_note=self.note, filters=filters or ExportFilters(), proofs=proofs
-            )
+            write_jsonl(records, checkpoint_note=self.note, filters=filters or ExportFilters(), proofs=proofs)
         )
 
     def records(self) -> list[ExportRecord]:

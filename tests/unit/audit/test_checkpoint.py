@@ -114,9 +114,7 @@ def test_key_types_are_checked(log_signer: NoteSigner, witness_signer: NoteSigne
         verify_checkpoint(cosigned, [], witness_keys=[witness_signer.verifier()])
 
 
-def test_cosignature_round_trip_and_refusal(
-    log_signer: NoteSigner, witness_signer: NoteSigner
-) -> None:
+def test_cosignature_round_trip_and_refusal(log_signer: NoteSigner, witness_signer: NoteSigner) -> None:
     note = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), log_signer)
     log, witness = [log_signer.verifier()], [witness_signer.verifier()]
     with pytest.raises(SignatureError):
@@ -138,9 +136,7 @@ def _trees() -> tuple[MemoryTree, MemoryTree]:
     return MemoryTree(hashes[:3]), MemoryTree(hashes)
 
 
-def test_witness_accepts_only_consistent_growth(
-    log_signer: NoteSigner, witness_signer: NoteSigner
-) -> None:
+def test_witness_accepts_only_consistent_growth(log_signer: NoteSigner, witness_signer: NoteSigner) -> None:
     old_tree, tree = _trees()
     old_cp = Checkpoint(ORIGIN, 3, old_tree.root())
     new_note = sign_checkpoint(Checkpoint(ORIGIN, 9, tree.root()), log_signer)
@@ -151,18 +147,14 @@ def test_witness_accepts_only_consistent_growth(
     assert accepted.size == 9
     assert verify_cosignatures(cosigned, log, [witness_signer.verifier()]).cosignatures
     proof = tree.consistency_proof(3, 9)
-    accepted, _ = witness_checkpoint(
-        new_note, log, witness_signer, timestamp=5, previous=old_cp, proof=proof
-    )
+    accepted, _ = witness_checkpoint(new_note, log, witness_signer, timestamp=5, previous=old_cp, proof=proof)
     assert accepted.root == tree.root()
     forked = Checkpoint(ORIGIN, 3, EMPTY_ROOT)
     with pytest.raises(ProofError):
         witness_checkpoint(new_note, log, witness_signer, timestamp=5, previous=forked, proof=proof)
     other_log = Checkpoint("other.example/log", 3, old_tree.root())
     with pytest.raises(ProofError):
-        witness_checkpoint(
-            new_note, log, witness_signer, timestamp=5, previous=other_log, proof=proof
-        )
+        witness_checkpoint(new_note, log, witness_signer, timestamp=5, previous=other_log, proof=proof)
 
 
 def test_kept_checkpoint_consistency(log_signer: NoteSigner) -> None:

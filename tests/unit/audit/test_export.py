@@ -82,9 +82,7 @@ def test_changed_leaf_bytes(small_log: Log, log_signer: NoteSigner) -> None:
     assert caught.value.index == 4
 
 
-def test_changed_leaf_bytes_and_hash_located_by_proofs(
-    small_log: Log, log_signer: NoteSigner
-) -> None:
+def test_changed_leaf_bytes_and_hash_located_by_proofs(small_log: Log, log_signer: NoteSigner) -> None:
     """The root no longer matches; a second pass over the proofs names the leaf."""
     lines = small_log.export()
     leaf = base64.b64decode(str(_obj(lines[8])["leaf"])).replace(b"api-1", b"api-2")
@@ -137,9 +135,7 @@ def test_truncated_tail(small_log: Log, log_signer: NoteSigner) -> None:
     assert cut.value.index == 11
 
 
-def test_re_signed_with_another_key(
-    small_log: Log, log_signer: NoteSigner, other_signer: NoteSigner
-) -> None:
+def test_re_signed_with_another_key(small_log: Log, log_signer: NoteSigner, other_signer: NoteSigner) -> None:
     lines = small_log.export()
     checkpoint = Checkpoint(ORIGIN, 13, small_log.tree.root())
     tampered = _edit(lines, 0, checkpoint=sign_checkpoint(checkpoint, other_signer))
@@ -154,9 +150,7 @@ def test_wrong_origin(log_signer: NoteSigner) -> None:
         verify_export(log.export(), [log_signer.verifier(), other.verifier()], origin=ORIGIN)
 
 
-def test_export_bound_to_an_older_checkpoint_is_caught(
-    small_log: Log, log_signer: NoteSigner
-) -> None:
+def test_export_bound_to_an_older_checkpoint_is_caught(small_log: Log, log_signer: NoteSigner) -> None:
     older = Log(make_leaves(13)[:10], log_signer)
     tampered = [older.export()[0], *small_log.export()[1:]]
     with pytest.raises(ExportError) as caught:
@@ -165,7 +159,7 @@ def test_export_bound_to_an_older_checkpoint_is_caught(
 
 
 @pytest.mark.parametrize(
-    ("position", "changes", "error", "index"),
+    "case",
     [
         (0, {"t": "leaf"}, AuditFormatError, None),
         (1, {"t": "header"}, AuditFormatError, 0),
@@ -181,11 +175,9 @@ def test_export_bound_to_an_older_checkpoint_is_caught(
 def test_malformed_lines(
     small_log: Log,
     log_signer: NoteSigner,
-    position: int,
-    changes: dict[str, object],
-    error: type[Exception],
-    index: int | None,
+    case: tuple[int, dict[str, object], type[Exception], int | None],
 ) -> None:
+    position, changes, error, index = case
     tampered = _edit(small_log.export(), position, **changes)
     if changes.get("proof", 1) is None:
         tampered[position] = _line({k: v for k, v in _obj(tampered[position]).items() if k != "proof"})
@@ -246,9 +238,7 @@ def test_leaf_without_bytes_or_marker_is_refused(small_log: Log, log_signer: Not
 # --- filtered exports ---
 
 
-def test_filtered_export_checks_every_proof_and_the_filters(
-    small_log: Log, log_signer: NoteSigner
-) -> None:
+def test_filtered_export_checks_every_proof_and_the_filters(small_log: Log, log_signer: NoteSigner) -> None:
     events = [decode_leaf(leaf) for leaf in small_log.leaves if leaf is not None]
     wanted = [i for i, e in enumerate(events) if e.type == "login"]
     filters = ExportFilters(types=("login",))
@@ -306,9 +296,7 @@ def test_filtered_leaf_must_decode(log_signer: NoteSigner) -> None:
 # --- witnesses ---
 
 
-def test_required_witness(
-    small_log: Log, log_signer: NoteSigner, witness_signer: NoteSigner
-) -> None:
+def test_required_witness(small_log: Log, log_signer: NoteSigner, witness_signer: NoteSigner) -> None:
     lines = small_log.export()
     keys = [log_signer.verifier()]
     with pytest.raises(SignatureError):

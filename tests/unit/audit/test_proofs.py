@@ -178,8 +178,7 @@ def test_consistency_rejects_corrupted_probes() -> None:
         (old, new, r1, r2, proof[:-1]),
     ]
     probes += [
-        (old, new, r1, r2, [*proof[:i], _flip(proof[i], 0), *proof[i + 1 :]])
-        for i in range(len(proof))
+        (old, new, r1, r2, [*proof[:i], _flip(proof[i], 0), *proof[i + 1 :]]) for i in range(len(proof))
     ]
     for s1, s2, p1, p2, probe_proof in probes:
         with pytest.raises(ProofError):
