@@ -20,6 +20,7 @@ from litestar.types import ExceptionHandlersMap
 
 from backend.errors import DomainError, ThrottledError
 from backend.http.context import current_request_id
+from backend.telemetry.logs import exception_frames
 
 __all__ = ["PROBLEM_BASE", "Problem", "exception_handlers", "problem_response"]
 
@@ -158,7 +159,7 @@ def _integrity_error(
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
-    _log.error("unhandled_exception", error_type=type(exc).__name__)
+    _log.error("unhandled_exception", error_type=type(exc).__name__, frames=exception_frames(exc))
     return _internal(500)
 
 

@@ -48,8 +48,17 @@ PASSPHRASE_NFKC = "\ufb01rst-aid kit \u2602 \uff12\uff10\uff12\uff15"  # noqa: S
 
 
 def fixed(label: str, size: int) -> bytes:
-    """The fixed "random" bytes of a vector: BLAKE2b of a label, truncated to ``size``."""
-    return blake2b(b"confide test vector: " + label.encode(), size=64)[:size]
+    """The fixed "random" bytes of a vector.
+
+    Block 0 is BLAKE2b-512(``"confide test vector: " + label``), block i > 0 is
+    BLAKE2b-512 of the same string followed by ``"#i"``; the blocks are concatenated and
+    truncated to ``size``.
+    """
+    prefix = b"confide test vector: " + label.encode()
+    blocks = [blake2b(prefix, size=64)]
+    while len(blocks) * 64 < size:
+        blocks.append(blake2b(prefix + f"#{len(blocks)}".encode(), size=64))
+    return b"".join(blocks)[:size]
 
 
 def attachment_plaintext(size: int) -> bytes:

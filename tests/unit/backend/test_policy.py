@@ -1,0 +1,58 @@
+"""The policy function, cell by cell."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from backend.errors import ForbiddenError, NotFoundError
+from backend.policy import Action, Actor, Resource, decide, require
+
+ORG = uuid.uuid4()
+OTHER_ORG = uuid.uuid4()
+ME = uuid.uuid4()
+ROLES = ["client", "clinician", "compliance_officer", "admin"]
+
+EXPECTED_CREATE_STAFF = {"admin"}
+EXPECTED_INVITE = {"clinician"}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("org", ["same", "other"])
+def test_decision_table(role: str, org: str) -> None:
+    actor = Actor(account_id=ME, org_id=ORG, role=role)  # type: ignore[arg-type]
+    org_id = ORG if org == "same" else OTHER_ORG
+    read_self = decide(actor, Action.READ_SELF, Resource(org_id=org_id, owner_id=ME))
+    staff = decide(actor, Action.CREATE_STAFF_ACCOUNT, Resource(org_id=org_id, target_role="clinician"))
+    invite = decide(actor, Action.CREATE_INVITE, Resource(org_id=org_id))
+    if org == "other":
+        assert not read_self.allowed
+        assert not staff.allowed
+        assert not invite.allowed
+        assert {read_self.reason, staff.reason, invite.reason} == {"not_found"}
+        return
+    assert read_self.allowed
+    assert staff.allowed == (role in EXPECTED_CREATE_STAFF)
+    assert invite.allowed == (role in EXPECTED_INVITE)
+
+
+def test_read_of_someone_else_is_not_found() -> None:
+    actor = Actor(account_id=ME, org_id=ORG, role="admin")
+    decision = decide(actor, Action.READ_SELF, Resource(org_id=ORG, owner_id=uuid.uuid4()))
+    assert not decision.allowed
+    assert decision.reason == "not_found"
+
+
+def test_admin_cannot_create_clients() -> None:
+    actor = Actor(account_id=ME, org_id=ORG, role="admin")
+    assert not decide(actor, Action.CREATE_STAFF_ACCOUNT, Resource(org_id=ORG, target_role="client")).allowed
+
+
+def test_require_maps_denials() -> None:
+    actor = Actor(account_id=ME, org_id=ORG, role="client")
+    with pytest.raises(NotFoundError):
+        require(actor, Action.CREATE_INVITE, Resource(org_id=OTHER_ORG))
+    with pytest.raises(ForbiddenError):
+        require(actor, Action.CREATE_INVITE, Resource(org_id=ORG))
+    assert require(actor, Action.READ_SELF, Resource(org_id=ORG, owner_id=ME)).allowed
