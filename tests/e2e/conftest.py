@@ -1,0 +1,96 @@
+"""Start the real server process (``confide serve``) against a fresh database."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend.db.embedded import free_port
+from tests.conftest import ROOT
+
+CONFIDE = str(Path(sys.executable).parent / "confide")
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=10)
+
+    def run_cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CONFIDE, *args], input=stdin, env=self.env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], deadline_s: float = 30.0) -> None:
+    """Poll /health/ready until it answers 200, the process dies, or the deadline passes."""
+    deadline = time.monotonic() + deadline_s
+    with httpx.Client(base_url=base_url, timeout=1) as http:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            try:
+                if http.get("/health/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError("server did not become ready")
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFIDE_")}
+    env.update(
+        {
+            "CONFIDE_DATABASE_URL": database_url,
+            "CONFIDE_ENVIRONMENT": "test",
+            "CONFIDE_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "CONFIDE_ARGON2_TIME_COST": "2",
+            "CONFIDE_ARGON2_MEMORY_KIB": "19456",
+            "CONFIDE_LOG_LEVEL": "info",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_server(database_url: str, tmp_path: Path) -> Iterator[object]:
+    started: list[RunningServer] = []
+
+    def start(**extra: str) -> RunningServer:
+        port = free_port()
+        env = server_env(database_url, CONFIDE_PORT=str(port), **extra)
+        log_path = tmp_path / f"server-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 -- our own console script
+                [CONFIDE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            )
+        server = RunningServer(f"http://127.0.0.1:{port}", env, log_path, process)
+        started.append(server)
+        wait_until_ready(server.base_url, process)
+        return server
+
+    yield start
+    for server in started:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
