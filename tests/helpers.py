@@ -69,7 +69,8 @@ async def make_org_admin(app: Litestar, db: asyncpg.Connection, slug: str = "cli
 
 async def login(client: Any, account: Account, **extra: Any) -> httpx.Response:
     body = {"organization": account.org_slug, "email": account.email, "password": account.password, **extra}
-    return await client.post("/v1/auth/login", json=body)
+    response: httpx.Response = await client.post("/v1/auth/login", json=body)
+    return response
 
 
 async def login_with_mfa(client: Any, account: Account, app: Litestar) -> None:
@@ -84,7 +85,9 @@ async def login_with_mfa(client: Any, account: Account, app: Litestar) -> None:
             assert enrol.status_code == 200, enrol.text
             account.totp_secret = enrol.json()["secret"]
             code = totp_code(account.totp_secret, rt.clock.now())
-            confirm = await client.post("/v1/auth/mfa/totp/confirm", json={"code": code}, headers=account.headers)
+            confirm = await client.post(
+                "/v1/auth/mfa/totp/confirm", json={"code": code}, headers=account.headers
+            )
             assert confirm.status_code == 200, confirm.text
             account.recovery_codes = confirm.json()["recovery_codes"]
         return
@@ -110,7 +113,9 @@ async def make_staff(client: Any, app: Litestar, admin: Account, role: str, emai
     return account
 
 
-async def make_client(client: Any, clinician: Account, email: str, password: str = CLIENT_PASSWORD) -> Account:
+async def make_client(
+    client: Any, clinician: Account, email: str, password: str = CLIENT_PASSWORD
+) -> Account:
     invite = await client.post("/v1/invites", json={}, headers=clinician.headers)
     assert invite.status_code == 201, invite.text
     code = invite.json()["code"]

@@ -33,7 +33,13 @@ class RunningServer:
 
     def run_cli(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [CONFIDE, *args], input=stdin, env=self.env, capture_output=True, text=True, timeout=60, check=False
+            [CONFIDE, *args],
+            input=stdin,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
 
 
@@ -78,7 +84,7 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[object]:
         env = server_env(database_url, CONFIDE_PORT=str(port), **extra)
         log_path = tmp_path / f"server-{port}.log"
         with log_path.open("wb") as log:
-            process = subprocess.Popen(  # noqa: S603 -- our own console script
+            process = subprocess.Popen(
                 [CONFIDE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
             )
         server = RunningServer(f"http://127.0.0.1:{port}", env, log_path, process)

@@ -1,4 +1,7 @@
-"""The real server process over HTTP: bootstrap → staff with TOTP → invite → client → throttling → idle expiry."""
+"""The real server process over HTTP.
+
+Bootstrap → staff with TOTP → invite → client → throttling → idle expiry.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ def _enrol_totp(http: httpx.Client, headers: dict[str, str]) -> list[str]:
     enrol = http.post("/v1/auth/mfa/totp", headers=headers)
     assert enrol.status_code == 200, enrol.text
     secret = enrol.json()["secret"]
-    confirm = http.post("/v1/auth/mfa/totp/confirm", json={"code": totp_code(secret, _now())}, headers=headers)
+    confirm = http.post(
+        "/v1/auth/mfa/totp/confirm", json={"code": totp_code(secret, _now())}, headers=headers
+    )
     assert confirm.status_code == 200, confirm.text
     codes: list[str] = confirm.json()["recovery_codes"]
     return codes
@@ -72,13 +77,19 @@ def test_onboarding_throttling_and_idle_timeout(start_server: Callable[..., Runn
 
         staff = http.post(
             "/v1/accounts",
-            json={"email": "doc@e2e.example", "display_name": "Dr Doe", "role": "clinician", "password": DOC_PW},
+            json={
+                "email": "doc@e2e.example",
+                "display_name": "Dr Doe",
+                "role": "clinician",
+                "password": DOC_PW,
+            },
             headers=admin,
         )
         assert staff.status_code == 201, staff.text
 
         doc_login = http.post(
-            "/v1/auth/login", json={"organization": "e2e-clinic", "email": "doc@e2e.example", "password": DOC_PW}
+            "/v1/auth/login",
+            json={"organization": "e2e-clinic", "email": "doc@e2e.example", "password": DOC_PW},
         )
         doc = {"Authorization": f"Bearer {doc_login.json()['token']}"}
         assert http.post("/v1/invites", json={}, headers=doc).status_code == 403, "no invites before MFA"

@@ -11,7 +11,9 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, Outcome, recor
 from backend.audit_trail.writer import NotInTransactionError
 from backend.clock import SystemClock
 
-CTX = AuditContext(source_instance="test", request_id="req-12345678", address="203.0.113.7", address_digest=b"\x01" * 32)
+CTX = AuditContext(
+    source_instance="test", request_id="req-12345678", address="203.0.113.7", address_digest=b"\x01" * 32
+)
 EVENT = AuditEvent(action=Action.READ, event_type="test.read", outcome=Outcome.SUCCESS, entity_type="note")
 
 
@@ -30,13 +32,16 @@ async def test_event_commits_with_its_action(db: asyncpg.Connection) -> None:
 async def test_event_rolls_back_with_its_action(db: asyncpg.Connection) -> None:
     """No record without its action: a failed transaction leaves no audit row."""
 
-    class Boom(Exception):
+    class ActionFailedError(Exception):
         pass
 
-    with pytest.raises(Boom):
+    async def failing_action() -> None:
         async with db.transaction():
             await record(db, EVENT, CTX, SystemClock().now())
-            raise Boom
+            raise ActionFailedError
+
+    with pytest.raises(ActionFailedError):
+        await failing_action()
     assert await db.fetchval("SELECT count(*) FROM audit_events") == 0
 
 

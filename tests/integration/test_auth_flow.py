@@ -181,10 +181,14 @@ async def test_backwards_clock_does_not_extend_session(
     headers = clinic.client.headers
     clock.advance(600)
     assert (await client.get("/v1/me", headers=headers)).status_code == 200
-    before = await db.fetchval("SELECT max(idle_expires_at) FROM sessions WHERE account_id = $1", clinic.client.id)
+    before = await db.fetchval(
+        "SELECT max(idle_expires_at) FROM sessions WHERE account_id = $1", clinic.client.id
+    )
     clock.advance(-300)
     assert (await client.get("/v1/me", headers=headers)).status_code == 200
-    after = await db.fetchval("SELECT max(idle_expires_at) FROM sessions WHERE account_id = $1", clinic.client.id)
+    after = await db.fetchval(
+        "SELECT max(idle_expires_at) FROM sessions WHERE account_id = $1", clinic.client.id
+    )
     assert after == before
 
 

@@ -24,7 +24,14 @@ CASES: list[tuple[str, str, str, str, Any, int]] = [
     ("login: not json", "POST", "/v1/auth/login", "anon", b"{not json", 400),
     ("login: invalid utf-8", "POST", "/v1/auth/login", "anon", b'{"email": "\xff\xfe"}', 400),
     ("login: array", "POST", "/v1/auth/login", "anon", [], 400),
-    ("login: missing password", "POST", "/v1/auth/login", "anon", {"organization": "clinic", "email": "a@b.c"}, 400),
+    (
+        "login: missing password",
+        "POST",
+        "/v1/auth/login",
+        "anon",
+        {"organization": "clinic", "email": "a@b.c"},
+        400,
+    ),
     (
         "login: wrong type",
         "POST",
@@ -79,8 +86,22 @@ CASES: list[tuple[str, str, str, str, Any, int]] = [
     ("me: wrong scheme", "GET", "/v1/me", "basic", None, 401),
     ("logout: no token", "POST", "/v1/auth/logout", "anon", None, 401),
     ("logout-all: unknown token", "POST", "/v1/auth/logout-all", "bad_token", None, 401),
-    ("password: no token", "POST", "/v1/auth/password", "anon", {"current_password": "a", "new_password": "b"}, 401),
-    ("password: unknown field", "POST", "/v1/auth/password", "client", {"current_password": "a", "x": 1}, 400),
+    (
+        "password: no token",
+        "POST",
+        "/v1/auth/password",
+        "anon",
+        {"current_password": "a", "new_password": "b"},
+        401,
+    ),
+    (
+        "password: unknown field",
+        "POST",
+        "/v1/auth/password",
+        "client",
+        {"current_password": "a", "x": 1},
+        400,
+    ),
     ("mfa enrol: no token", "POST", "/v1/auth/mfa/totp", "anon", None, 401),
     ("mfa confirm: bad code", "POST", "/v1/auth/mfa/totp/confirm", "client", {"code": "abc"}, 400),
     ("mfa confirm: not started", "POST", "/v1/auth/mfa/totp/confirm", "client", {"code": "123456"}, 409),
@@ -152,7 +173,12 @@ CASES: list[tuple[str, str, str, str, Any, int]] = [
         "POST",
         "/v1/accounts",
         "admin",
-        {"email": "DOC@clinic.example", "display_name": "N", "role": "clinician", "password": "a fine staff pass 1"},
+        {
+            "email": "DOC@clinic.example",
+            "display_name": "N",
+            "role": "clinician",
+            "password": "a fine staff pass 1",
+        },
         409,
     ),
     ("invites: client may not", "POST", "/v1/invites", "client", {}, 403),
@@ -191,7 +217,9 @@ async def clinic(client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.C
     return await make_clinic(client, app, db)
 
 
-@pytest.mark.parametrize(("name", "method", "path", "who", "body", "status"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "method", "path", "who", "body", "status"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_bad_input_is_refused_cleanly(
     client: AsyncTestClient[Litestar],
     db: asyncpg.Connection,
@@ -230,7 +258,9 @@ async def test_bad_input_is_refused_cleanly(
 
 
 async def test_oversized_body_gets_413(client: AsyncTestClient[Litestar], settings: Any) -> None:
-    body = b'{"organization": "clinic", "email": "a@b.c", "password": "' + b"p" * settings.max_body_bytes + b'"}'
+    body = (
+        b'{"organization": "clinic", "email": "a@b.c", "password": "' + b"p" * settings.max_body_bytes + b'"}'
+    )
     response = await client.post("/v1/auth/login", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert problem(response)["type"].endswith("payload-too-large")

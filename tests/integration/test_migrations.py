@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -12,10 +14,10 @@ from tests.conftest import PgServer, with_database
 
 
 @pytest.fixture
-async def empty_db(pg_server: PgServer) -> str:
-    name = f"confide_empty_{id(object())}"
+async def empty_db(pg_server: PgServer) -> AsyncIterator[str]:
+    name = f"confide_empty_{uuid.uuid4().hex[:12]}"
     await pg_server.execute_admin(f'CREATE DATABASE "{name}"')
-    yield with_database(pg_server.admin_url, name)  # type: ignore[misc]
+    yield with_database(pg_server.admin_url, name)
     await pg_server.drop_database(name)
 
 

@@ -21,15 +21,14 @@ PUBLIC_ROUTES = {
 
 
 def _handlers(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
-    found = []
+    found: list[tuple[str, str, HTTPRouteHandler]] = []
     for route in app.routes:
+        if route.path.startswith("/schema"):
+            continue
         for handler in getattr(route, "route_handlers", []):
-            if not isinstance(handler, HTTPRouteHandler):
-                continue
-            if route.path.startswith("/schema"):
-                continue
-            for method in sorted(handler.http_methods - {"HEAD", "OPTIONS"}):
-                found.append((method, route.path, handler))
+            if isinstance(handler, HTTPRouteHandler):
+                methods = sorted(str(m) for m in handler.http_methods - {"HEAD", "OPTIONS"})
+                found.extend((method, route.path, handler) for method in methods)
     return found
 
 

@@ -7,6 +7,7 @@ log output, every exported span, and a ``pg_dump`` of the database are searched.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import subprocess
@@ -46,7 +47,11 @@ async def _run_flows(client: AsyncTestClient[Litestar], app: Litestar, db: async
     )
     await client.post(
         "/v1/auth/login",
-        json={"organization": "leakcheck", "email": f"{MARK.lower()}@nowhere.example", "password": BAD_PASSWORD},
+        json={
+            "organization": "leakcheck",
+            "email": f"{MARK.lower()}@nowhere.example",
+            "password": BAD_PASSWORD,
+        },
     )
     await client.post(
         "/v1/auth/password",
@@ -61,7 +66,9 @@ async def _run_flows(client: AsyncTestClient[Litestar], app: Litestar, db: async
         f"/v1/invites/{code}/redeem",
         json={"email": "second@leak.example", "display_name": f"{MARK} Name", "password": CLIENT_PASSWORD},
     )
-    relogin = await login(client, Account(patient.id, patient.email, f"{MARK}-new-passphrase-xyz", "client", "leakcheck"))
+    relogin = await login(
+        client, Account(patient.id, patient.email, f"{MARK}-new-passphrase-xyz", "client", "leakcheck")
+    )
     secrets_seen = [
         CLIENT_PASSWORD,
         BAD_PASSWORD,
@@ -97,8 +104,12 @@ async def test_logs_and_spans_carry_no_secrets_or_personal_data(
     assert '"event": "request"' in logs, "the access log was captured"
     spans = exporter.get_finished_spans()
     assert any(s.name == "POST /v1/auth/login" for s in spans)
-    assert any(s.name.startswith("INSERT") or "audit" in str(s.attributes) for s in spans), "asyncpg spans exist"
-    span_text = "\n".join(f"{s.name} {dict(s.attributes or {})} {[e.attributes for e in s.events]}" for s in spans)
+    assert any(s.name.startswith("INSERT") or "audit" in str(s.attributes) for s in spans), (
+        "asyncpg spans exist"
+    )
+    span_text = "\n".join(
+        f"{s.name} {dict(s.attributes or {})} {[e.attributes for e in s.events]}" for s in spans
+    )
     for secret in [MARK, MARK.lower(), *secrets_seen]:
         for form in _forms(secret):
             text = form.decode("latin-1")
@@ -109,13 +120,19 @@ async def test_logs_and_spans_carry_no_secrets_or_personal_data(
 
 
 async def test_database_dump_holds_no_secrets(
-    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, database_url: str, tmp_path: Path
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    db: asyncpg.Connection,
+    database_url: str,
+    tmp_path: Path,
 ) -> None:
     """D-01: no password, token, TOTP seed, recovery code or invite code in a pg_dump."""
     secrets_seen = await _run_flows(client, app, db)
     pg_dump = EmbeddedPostgres(ROOT / ".data" / "pg-test").binary("pg_dump")
     dump = tmp_path / "dump.sql"
-    subprocess.run([str(pg_dump), "--data-only", "-f", str(dump), database_url], check=True, timeout=120)
+    await asyncio.to_thread(
+        subprocess.run, [str(pg_dump), "--data-only", "-f", str(dump), database_url], check=True, timeout=120
+    )
     data = dump.read_bytes()
     assert b"auth.login" in data, "the dump holds the audit rows"
     for secret in secrets_seen:

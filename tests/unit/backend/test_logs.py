@@ -42,7 +42,7 @@ def test_allowed_keys_are_scrubbed() -> None:
 def test_control_characters_stay_escaped() -> None:
     buffer = io.StringIO()
     configure_logging("info", "json", stream=buffer)
-    structlog.get_logger("test").info("x\r\n{\"forged\": true}\x1b[31m", reason="a\nb")
+    structlog.get_logger("test").info('x\r\n{"forged": true}\x1b[31m', reason="a\nb")
     lines = buffer.getvalue().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["reason"] == "a\nb"

@@ -21,7 +21,9 @@ def test_defaults_are_safe() -> None:
 
 
 def test_values_are_parsed_from_strings() -> None:
-    s = load_settings({"CONFIDE_PORT": "9000", "CONFIDE_DB_POOL_MAX": "20", "CONFIDE_MFA_REQUIRED_ROLES": "admin"})
+    s = load_settings(
+        {"CONFIDE_PORT": "9000", "CONFIDE_DB_POOL_MAX": "20", "CONFIDE_MFA_REQUIRED_ROLES": "admin"}
+    )
     assert s.port == 9000
     assert s.db_pool_max == 20
     assert s.mfa_required_roles == ("admin",)
@@ -39,7 +41,10 @@ def test_values_are_parsed_from_strings() -> None:
         ({"CONFIDE_NO_SUCH_THING": "1"}, "CONFIDE_NO_SUCH_THING"),
         ({"CONFIDE_DB_POOL_MIN": "9", "CONFIDE_DB_POOL_MAX": "3"}, "CONFIDE_DB_POOL_MIN"),
         ({"CONFIDE_SESSION_IDLE_TIMEOUT_S": "50000"}, "CONFIDE_SESSION_IDLE_TIMEOUT_S"),
-        ({"CONFIDE_THROTTLE_BASE_DELAY_S": "100", "CONFIDE_THROTTLE_MAX_DELAY_S": "10"}, "CONFIDE_THROTTLE_BASE"),
+        (
+            {"CONFIDE_THROTTLE_BASE_DELAY_S": "100", "CONFIDE_THROTTLE_MAX_DELAY_S": "10"},
+            "CONFIDE_THROTTLE_BASE",
+        ),
         ({"CONFIDE_ENVIRONMENT": "production"}, "CONFIDE_SECRET_KEY"),
         ({"CONFIDE_OTEL_EXPORTER": "otlp"}, "CONFIDE_OTEL_ENDPOINT"),
     ],
