@@ -85,9 +85,7 @@ def run(events: int | None = None) -> dict[str, float]:
         tree = MemoryTree(hashes)
         step = max(1, count // sample)
         picked = range(0, count, step)
-        filtered = [
-            ExportRecord(i, hashes[i], leaves[i], tree.inclusion_proof(i)) for i in picked
-        ]
+        filtered = [ExportRecord(i, hashes[i], leaves[i], tree.inclusion_proof(i)) for i in picked]
         fpath = Path(tmp) / "filtered.jsonl"
         with fpath.open("wb") as handle:
             handle.writelines(

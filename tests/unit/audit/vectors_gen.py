@@ -64,9 +64,7 @@ def _leaves() -> list[bytes]:
 def _leaf_vectors() -> dict[str, object]:
     return {
         "description": "canonical audit leaves v1: exact bytes (UTF-8 JSON) and leaf hashes",
-        "leaves": [
-            {"leaf": leaf.decode(), "leaf_hash": leaf_hash(leaf).hex()} for leaf in _leaves()
-        ],
+        "leaves": [{"leaf": leaf.decode(), "leaf_hash": leaf_hash(leaf).hex()} for leaf in _leaves()],
     }
 
 
@@ -85,9 +83,7 @@ def _notes() -> dict[str, object]:
         "checkpoint_text": format_checkpoint(checkpoint),
         "signed_checkpoint": note,
         "cosignature_time": 1_700_000_000,
-        "cosigned_checkpoint": cosign_checkpoint(
-            note, [log.verifier()], witness, timestamp=1_700_000_000
-        ),
+        "cosigned_checkpoint": cosign_checkpoint(note, [log.verifier()], witness, timestamp=1_700_000_000),
     }
 
 
