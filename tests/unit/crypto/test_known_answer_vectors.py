@@ -146,9 +146,7 @@ def test_envelope_vectors_open_for_every_recipient(vector: object) -> None:
         assert opened.kind.value == vector.kind
 
 
-ATTACHMENTS = msgspec.json.decode(
-    (VECTOR_DIR / "attachments.json").read_bytes(), type=AttachmentVectors
-)
+ATTACHMENTS = msgspec.json.decode((VECTOR_DIR / "attachments.json").read_bytes(), type=AttachmentVectors)
 
 
 @pytest.mark.parametrize("vector", ATTACHMENTS.attachments, ids=lambda v: v.name)
@@ -170,9 +168,7 @@ def test_backup_vectors_open(vector: object) -> None:
     assert restored.bundle == _bundle(vector.identity)
 
 
-FINGERPRINTS = msgspec.json.decode(
-    (VECTOR_DIR / "fingerprints.json").read_bytes(), type=FingerprintVectors
-)
+FINGERPRINTS = msgspec.json.decode((VECTOR_DIR / "fingerprints.json").read_bytes(), type=FingerprintVectors)
 
 
 @pytest.mark.parametrize("vector", FINGERPRINTS.fingerprints, ids=lambda v: f"{v.a}+{v.b}")
