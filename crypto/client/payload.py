@@ -98,5 +98,5 @@ def decode_payload(data: bytes) -> InnerPayload:
     """
     try:
         return _DECODER.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise FormatError("malformed payload") from exc

@@ -309,7 +309,7 @@ def _decode(
         raise error("object exceeds its size limit")
     try:
         return decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise error("malformed object or unsupported version") from exc
 
 

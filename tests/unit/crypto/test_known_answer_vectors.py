@@ -185,7 +185,9 @@ def test_fingerprint_vectors(vector: object) -> None:
 def _refuse(vector: NegativeVector) -> None:
     data = vector.data.encode()
     if vector.category == "envelope":
-        assert vector.identity and vector.reader and vector.context_id
+        assert vector.identity
+        assert vector.reader
+        assert vector.context_id
         open_envelope(
             decode_envelope(data),
             reader=_identity(vector.reader),
@@ -199,10 +201,12 @@ def _refuse(vector: NegativeVector) -> None:
         assert vector.identity
         verify_rotation(_bundle(vector.identity), decode_bundle(data))
     elif vector.category == "backup":
-        assert vector.identity and vector.passphrase
+        assert vector.identity
+        assert vector.passphrase
         open_key_backup(decode_key_backup(data), vector.passphrase, bundle=_bundle(vector.identity))
     else:
-        assert vector.category == "attachment" and vector.attachment_key
+        assert vector.category == "attachment"
+        assert vector.attachment_key
         key = msgspec.json.decode(vector.attachment_key.encode(), type=AttachmentKey)
         for _ in decrypt_attachment(io.BytesIO(base64.b64decode(vector.data)), key):
             pass
