@@ -23,17 +23,18 @@ from crypto.errors import ContextError, CryptoError, DecryptionError, KeyChainEr
 from crypto.hazmat.padding import pad, unpad
 from crypto.hazmat.primitives import aead_decrypt, aead_encrypt, seal
 from crypto.hazmat.rng import Rng, system_rng
-from crypto.public._sodium import blake2b, constant_time_equal
+from crypto.public._sodium import constant_time_equal, sha512
 from crypto.public.canonical import (
     envelope_associated_data,
     envelope_signed_bytes,
     key_commitment_input,
+    signed_envelope_fields,
 )
 from crypto.public.verify import verify_bundle, verify_envelope
 from crypto.public.wire import (
     AEAD_NONCE_BYTES,
     ENVELOPE_VERSION,
-    SIGNATURE_BYTES,
+    KEY_COMMITMENT_BYTES,
     Envelope,
     EnvelopeKind,
     KeyBundle,
@@ -58,7 +59,9 @@ class OpenedEnvelope(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _commitment(content_key: bytes, nonce: bytes) -> bytes:
-    return blake2b(key_commitment_input(nonce), key=content_key)
+    # Makes the AEAD key-committing: a sender cannot wrap different content keys for
+    # different recipients that decrypt the one ciphertext to different plaintexts.
+    return sha512(key_commitment_input(content_key, nonce))[:KEY_COMMITMENT_BYTES]
 
 
 def _wrap(content_key: bytes, bundle: KeyBundle, rng: Rng) -> Recipient:
@@ -104,20 +107,35 @@ def _seal_envelope(
     associated_data = envelope_associated_data(
         kind=kind, context_id=context_id, item_id=item_id, sender=sender.ref, references=references
     )
-    unsigned = Envelope(
+    recipients_ = tuple(_wrap(content_key, bundle, rng) for bundle in bundles)
+    key_commitment = _commitment(content_key, nonce)
+    ciphertext = aead_encrypt(content_key, nonce, padded, associated_data)
+    signature = sender._sign(
+        signed_envelope_fields(
+            kind=kind,
+            context_id=context_id,
+            item_id=item_id,
+            sender=sender.ref,
+            references=references,
+            recipients=recipients_,
+            nonce=nonce,
+            key_commitment=key_commitment,
+            ciphertext=ciphertext,
+        )
+    )
+    return Envelope(
         version=ENVELOPE_VERSION,
         kind=kind,
         context_id=context_id,
         item_id=item_id,
         sender=sender.ref,
         references=references,
-        recipients=tuple(_wrap(content_key, bundle, rng) for bundle in bundles),
+        recipients=recipients_,
         nonce=nonce,
-        key_commitment=_commitment(content_key, nonce),
-        ciphertext=aead_encrypt(content_key, nonce, padded, associated_data),
-        signature=bytes(SIGNATURE_BYTES),
+        key_commitment=key_commitment,
+        ciphertext=ciphertext,
+        signature=signature,
     )
-    return _signed(sender, unsigned)
 
 
 def seal_envelope(

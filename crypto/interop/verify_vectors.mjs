@@ -167,7 +167,7 @@ function envelopeSignedBytes(e) {
 }
 const envelopeAD = (e) => new Writer('confide/v1/envelope-ad').u32(1).u8(KINDS[e.kind]).uuid(e.context_id).uuid(e.item_id)
   .uuid(e.sender.account_id).u32(e.sender.key_version).optUuid(e.references).bytes();
-const commitment = (key, nonce) => sodium.crypto_generichash(32, new Writer('confide/v1/key-commitment').item(nonce).bytes(), key);
+const commitment = (key, nonce) => sodium.crypto_hash_sha512(new Writer('confide/v1/key-commitment').item(key).item(nonce).bytes()).subarray(0, 32);
 function unpad(padded) {
   check(bucketSizes.has(padded.length), 'padded length');
   let i = padded.length - 1;

@@ -39,6 +39,7 @@ __all__ = [
     "envelope_signed_bytes",
     "key_commitment_input",
     "rotation_signed_bytes",
+    "signed_envelope_fields",
 ]
 
 BUNDLE_DOMAIN = "confide/v1/key-bundle"
@@ -100,33 +101,60 @@ def envelope_associated_data(
     )
 
 
-def key_commitment_input(nonce: bytes) -> bytes:
-    """Message whose BLAKE2b-256 keyed by the content key is the envelope's commitment."""
-    return CanonicalWriter(KEY_COMMITMENT_DOMAIN).item(nonce).getvalue()
+def key_commitment_input(content_key: bytes, nonce: bytes) -> bytes:
+    """Message whose SHA-512, truncated to 32 bytes, is the envelope's key commitment.
+
+    Only a sender or recipient (who hold the content key) ever computes it.
+    """
+    return CanonicalWriter(KEY_COMMITMENT_DOMAIN).item(content_key).item(nonce).getvalue()
 
 
-def _recipient_items(writer: CanonicalWriter, recipients: tuple[Recipient, ...]) -> None:
-    writer.u32(len(recipients))
+def signed_envelope_fields(
+    *,
+    kind: EnvelopeKind,
+    context_id: uuid.UUID,
+    item_id: uuid.UUID,
+    sender: KeyRef,
+    references: uuid.UUID | None,
+    recipients: tuple[Recipient, ...],
+    nonce: bytes,
+    key_commitment: bytes,
+    ciphertext: bytes,
+) -> bytes:
+    """Signed bytes from the individual fields (what :func:`envelope_signed_bytes` uses).
+
+    Lets a sender compute the signature before the :class:`Envelope` exists.
+    """
+    writer = (
+        CanonicalWriter(ENVELOPE_DOMAINS[kind])
+        .u32(ENVELOPE_VERSION)
+        .u8(kind.code)
+        .uuid(context_id)
+        .uuid(item_id)
+        .uuid(sender.account_id)
+        .u32(sender.key_version)
+        .optional_uuid(references)
+        .u32(len(recipients))
+    )
     for recipient in recipients:
         writer.uuid(recipient.account_id).u32(recipient.key_version)
         writer.item(recipient.public_key).item(recipient.wrapped_key)
+    return writer.item(nonce).item(key_commitment).item(ciphertext).getvalue()
 
 
 def envelope_signed_bytes(envelope: Envelope) -> bytes:
     """Bytes the sender signs: every field of the envelope except the signature."""
-    writer = (
-        CanonicalWriter(ENVELOPE_DOMAINS[envelope.kind])
-        .u32(envelope.version)
-        .u8(envelope.kind.code)
-        .uuid(envelope.context_id)
-        .uuid(envelope.item_id)
-        .uuid(envelope.sender.account_id)
-        .u32(envelope.sender.key_version)
-        .optional_uuid(envelope.references)
+    return signed_envelope_fields(
+        kind=envelope.kind,
+        context_id=envelope.context_id,
+        item_id=envelope.item_id,
+        sender=envelope.sender,
+        references=envelope.references,
+        recipients=envelope.recipients,
+        nonce=envelope.nonce,
+        key_commitment=envelope.key_commitment,
+        ciphertext=envelope.ciphertext,
     )
-    _recipient_items(writer, envelope.recipients)
-    writer.item(envelope.nonce).item(envelope.key_commitment).item(envelope.ciphertext)
-    return writer.getvalue()
 
 
 def backup_associated_data(

@@ -234,10 +234,10 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise EnvelopeFormatError("reference present or missing for this kind")
         if not 1 <= len(self.recipients) <= MAX_RECIPIENTS:
             raise EnvelopeFormatError("recipient count out of range")
-        keys = [recipient.ref.sort_key() for recipient in self.recipients]
+        keys = [(r.account_id.bytes, r.key_version) for r in self.recipients]
         if any(a >= b for a, b in itertools.pairwise(keys)):
             raise EnvelopeFormatError("recipients must be sorted and unique")
-        if self.sender.sort_key() not in keys:
+        if (self.sender.account_id.bytes, self.sender.key_version) not in keys:
             raise RecipientSetError("the sender must be a recipient", missing=[self.sender])
         _check_length(self.nonce, AEAD_NONCE_BYTES, "nonce", EnvelopeFormatError)
         _check_length(self.key_commitment, KEY_COMMITMENT_BYTES, "key commitment", EnvelopeFormatError)
