@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import nacl.bindings
 
-from crypto.errors import DecryptionError, FormatError
+from crypto.errors import DecryptionError
 from crypto.public.limits import padded_size, valid_padded_sizes
 
 __all__ = ["pad", "unpad"]
@@ -25,11 +25,7 @@ def pad(data: bytes) -> bytes:
     Raises:
         FormatError: ``data`` is too large for the largest bucket.
     """
-    try:
-        bucket = padded_size(len(data))
-    except ValueError as exc:
-        raise FormatError("payload too large") from exc
-    padded: bytes = nacl.bindings.sodium_pad(data, bucket)
+    padded: bytes = nacl.bindings.sodium_pad(data, padded_size(len(data)))
     return padded
 
 

@@ -6,6 +6,8 @@ decryption work, so an oversized object costs the verifier almost nothing.
 
 from __future__ import annotations
 
+from crypto.errors import FormatError
+
 __all__ = [
     "ATTACHMENT_CHUNK_BYTES",
     "BACKUP_MEMLIMIT_DEFAULT",
@@ -81,10 +83,10 @@ def padded_size(length: int) -> int:
     than ``length`` (ISO/IEC 7816-4 padding always adds at least one byte).
 
     Raises:
-        ValueError: ``length`` is negative or does not fit the largest bucket.
+        FormatError: ``length`` is negative or does not fit the largest bucket.
     """
     if length < 0 or length >= MAX_PADDED_PAYLOAD_BYTES:
-        raise ValueError("payload length outside the padding buckets")
+        raise FormatError("payload length outside the padding buckets")
     return max(MIN_PADDED_PAYLOAD_BYTES, 1 << length.bit_length())
 
 

@@ -26,8 +26,13 @@ import nacl.signing
 import nacl.utils
 
 from crypto.client import InnerPayload, generate_identity, open_envelope, seal_envelope
-from crypto.public import EnvelopeKind, decode_envelope, encode, envelope_signed_bytes
-from crypto.public import verify_envelope as verify
+from crypto.public import (
+    EnvelopeKind,
+    decode_envelope,
+    encode,
+    envelope_signed_bytes,
+    verify_envelope,
+)
 
 ROUNDS = 5
 ITERATIONS = 300
@@ -81,7 +86,7 @@ def run() -> dict[str, float]:
         )
 
     def server_verify() -> None:
-        verify(decode_envelope(wire), alice.bundle)
+        verify_envelope(decode_envelope(wire), alice.bundle)
 
     # Raw primitives, same sizes: padded plaintext, 3 wrapped keys, signed bytes.
     padded = bytes(len(envelope.ciphertext) - 16)

@@ -31,7 +31,7 @@ def test_bucket_boundaries(length: int, bucket: int) -> None:
 def test_payload_that_fills_the_largest_bucket_is_refused() -> None:
     with pytest.raises(FormatError):
         pad(bytes(MAX_PADDED_PAYLOAD_BYTES))
-    with pytest.raises(ValueError, match="padding buckets"):
+    with pytest.raises(FormatError, match="padding buckets"):
         padded_size(-1)
 
 
