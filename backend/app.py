@@ -18,6 +18,7 @@ from backend.clock import Clock, SystemClock
 from backend.db.database import resolve_database_url
 from backend.db.pool import create_pool
 from backend.health.controller import HealthController
+from backend.http.auth_middleware import AuthenticationMiddleware
 from backend.http.deps import dependencies
 from backend.http.middleware import RequestContextMiddleware
 from backend.http.problems import exception_handlers
@@ -92,6 +93,7 @@ def create_app(
         lifespan=[lifespan],
         openapi_config=openapi_config(),
         request_max_body_size=settings.max_body_bytes,
+        middleware=[AuthenticationMiddleware],
         state=State({"runtime": runtime}),
         debug=False,
     )

@@ -28,9 +28,9 @@ class AccountsController(Controller):
     tags = ("accounts",)
 
     @get("/me", operation_id="getMe", opt={"mfa_enrollment": True})
-    async def get_me(self, runtime: RuntimeDep, db: DbDep, principal: PrincipalDep) -> AccountView:
+    async def get_me(self, principal: PrincipalDep) -> AccountView:
         """The caller's own account."""
-        return await service.me(runtime, db, principal)
+        return service.me(principal)
 
     @post("/accounts", operation_id="createStaffAccount", status_code=HTTP_201_CREATED)
     async def create_account(

@@ -13,7 +13,6 @@ __all__ = [
     "InviteRow",
     "claim_invite",
     "count_admins",
-    "get_account",
     "get_org_by_slug",
     "insert_account",
     "insert_care_relationship",
@@ -104,15 +103,6 @@ async def insert_account(
         password_hash,
         now,
         created_by,
-    )
-    return None if row is None else msgspec.convert(dict(row), AccountRow)
-
-
-async def get_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> AccountRow | None:
-    """An account by id."""
-    row = await conn.fetchrow(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1",  # noqa: S608 -- fixed columns
-        account_id,
     )
     return None if row is None else msgspec.convert(dict(row), AccountRow)
 

@@ -20,7 +20,8 @@ from backend.accounts.schemas import (
 )
 from backend.audit_trail import Action, AuditContext, AuditEvent, Outcome, record
 from backend.auth.passwords import check_password_policy
-from backend.auth.service import Principal, mfa_required_for
+from backend.auth.principal import Principal
+from backend.auth.service import mfa_required_for
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
@@ -64,18 +65,23 @@ def _account_created_event(
     )
 
 
-async def me(rt: Runtime, conn: asyncpg.Connection, principal: Principal) -> AccountView:
-    """The caller's own account."""
-    del rt
+def me(principal: Principal) -> AccountView:
+    """The caller's own account, as loaded with the session (one query per request)."""
     require(
         principal.actor,
         PolicyAction.READ_SELF,
         Resource(org_id=principal.org_id, owner_id=principal.account_id),
     )
-    row = await repo.get_account(conn, principal.account_id)
-    if row is None:  # pragma: no cover -- the session join proved the account exists
-        raise NotFoundError
-    return _view(row)
+    return AccountView(
+        id=principal.account_id,
+        organization_id=principal.org_id,
+        email=principal.email,
+        display_name=principal.display_name,
+        role=principal.role,  # type: ignore[arg-type]
+        status="active",
+        mfa_enabled=principal.mfa_enabled,
+        created_at=principal.account_created_at,
+    )
 
 
 async def create_staff(

@@ -8,11 +8,11 @@ import uuid
 import asyncpg
 import msgspec
 
+from backend.auth.principal import Principal
 from backend.auth.throttle import ThrottleState
 
 __all__ = [
     "LoginAccount",
-    "SessionPrincipal",
     "clear_throttle",
     "consume_recovery_code",
     "create_session",
@@ -37,17 +37,6 @@ class LoginAccount(msgspec.Struct, frozen=True, kw_only=True):
     totp_secret_sealed: bytes | None
     totp_pending_sealed: bytes | None
     totp_last_step: int | None
-
-
-class SessionPrincipal(msgspec.Struct, frozen=True, kw_only=True):
-    """A live session and its account."""
-
-    session_id: uuid.UUID
-    account_id: uuid.UUID
-    org_id: uuid.UUID
-    role: str
-    mfa_satisfied: bool
-    absolute_expires_at: dt.datetime
 
 
 _LOGIN_COLUMNS = """
@@ -155,41 +144,52 @@ async def create_session(
     return session_id
 
 
+_LIVE_SESSION = """
+    SELECT s.id, s.account_id, s.org_id, a.role, s.mfa_satisfied, s.absolute_expires_at,
+           a.email, a.display_name, a.totp_enabled_at IS NOT NULL, a.created_at, s.last_seen_at
+    FROM sessions s JOIN accounts a ON a.id = s.account_id
+    WHERE s.token_digest = $1
+      AND s.revoked_at IS NULL
+      AND s.idle_expires_at > $2
+      AND s.absolute_expires_at > $2
+      AND a.status = 'active'
+"""
+
+# Only ever moves forward: a clock that jumps back neither shortens nor extends a session.
+_TOUCH_SESSION = """
+    UPDATE sessions
+       SET last_seen_at = $2,
+           idle_expires_at = LEAST(absolute_expires_at, $2 + make_interval(secs => $3))
+     WHERE id = $1 AND revoked_at IS NULL AND last_seen_at < $2
+"""
+
+
 async def touch_session(
     conn: asyncpg.Connection, digest: bytes, now: dt.datetime, idle_s: int, touch_interval_s: int
-) -> SessionPrincipal | None:
+) -> Principal | None:
     """The live session for ``digest``, extending its idle expiry; None if none.
 
     Live means: not revoked, idle and absolute expiry after ``now``, account
     active. Activity is written at most every ``touch_interval_s`` seconds, and a
     clock that jumps backwards never moves an expiry backwards nor extends it.
     """
-    row = await conn.fetchrow(
-        """
-        WITH live AS (
-            SELECT s.id, s.account_id, s.org_id, a.role, s.mfa_satisfied,
-                   s.absolute_expires_at, s.last_seen_at
-            FROM sessions s JOIN accounts a ON a.id = s.account_id
-            WHERE s.token_digest = $1
-              AND s.revoked_at IS NULL
-              AND s.idle_expires_at > $2
-              AND s.absolute_expires_at > $2
-              AND a.status = 'active'
-        ), touched AS (
-            UPDATE sessions s
-               SET last_seen_at = $2,
-                   idle_expires_at = LEAST(s.absolute_expires_at, $2 + make_interval(secs => $3))
-              FROM live
-             WHERE s.id = live.id AND live.last_seen_at <= $2 - make_interval(secs => $4)
-        )
-        SELECT id AS session_id, account_id, org_id, role, mfa_satisfied, absolute_expires_at FROM live
-        """,
-        digest,
-        now,
-        float(idle_s),
-        float(touch_interval_s),
+    row = await conn.fetchrow(_LIVE_SESSION, digest, now)
+    if row is not None and row[10] <= now - dt.timedelta(seconds=touch_interval_s):
+        await conn.execute(_TOUCH_SESSION, row[0], now, float(idle_s))
+    if row is None:
+        return None
+    return Principal(
+        session_id=row[0],
+        account_id=row[1],
+        org_id=row[2],
+        role=row[3],
+        mfa_satisfied=row[4],
+        absolute_expires_at=row[5],
+        email=row[6],
+        display_name=row[7],
+        mfa_enabled=row[8],
+        account_created_at=row[9],
     )
-    return None if row is None else msgspec.convert(dict(row), SessionPrincipal)
 
 
 async def revoke_session(

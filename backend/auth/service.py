@@ -18,6 +18,7 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, Outcome, recor
 from backend.auth import repository as repo
 from backend.auth import totp
 from backend.auth.passwords import check_password_policy
+from backend.auth.principal import Principal
 from backend.auth.schemas import (
     LoginRequest,
     LoginResponse,
@@ -33,7 +34,6 @@ from backend.errors import (
     MfaRequiredError,
     ThrottledError,
 )
-from backend.policy import Actor
 from backend.runtime import Runtime
 from backend.server_keys import SealError
 
@@ -49,15 +49,6 @@ __all__ = [
 ]
 
 RECOVERY_CODE_COUNT = 10
-
-
-class Principal(repo.SessionPrincipal, frozen=True, kw_only=True):
-    """The authenticated caller of a request."""
-
-    @property
-    def actor(self) -> Actor:
-        """The caller as the policy sees it."""
-        return Actor(account_id=self.account_id, org_id=self.org_id, role=self.role)  # type: ignore[arg-type]
 
 
 def _policies(rt: Runtime) -> tuple[ThrottlePolicy, ThrottlePolicy]:
@@ -249,14 +240,7 @@ async def authenticate(rt: Runtime, conn: asyncpg.Connection, token: str | None)
     )
     if found is None:
         raise AuthenticationError("The session is missing, expired or revoked.")
-    return Principal(
-        session_id=found.session_id,
-        account_id=found.account_id,
-        org_id=found.org_id,
-        role=found.role,
-        mfa_satisfied=found.mfa_satisfied,
-        absolute_expires_at=found.absolute_expires_at,
-    )
+    return found
 
 
 def _session_event(event_type: str, principal: Principal, outcome: Outcome = Outcome.SUCCESS) -> AuditEvent:

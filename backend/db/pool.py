@@ -26,6 +26,7 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         timeout=settings.db_connect_timeout_s,
         command_timeout=settings.db_statement_timeout_ms / 1000 + 1,
         max_inactive_connection_lifetime=300,
+        reset=_keep_session,
         server_settings={
             "application_name": "confide",
             "statement_timeout": str(settings.db_statement_timeout_ms),
@@ -37,6 +38,17 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
     if pool is None:  # pragma: no cover -- create_pool returns None only when awaited lazily
         raise UnavailableError
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's default per-release reset query (a round trip on every request).
+
+    asyncpg still rolls back an open transaction and drops listeners on release. The
+    service never changes session state on pooled connections: settings are applied
+    per transaction (``SET LOCAL``/``set_config(..., true)``), advisory locks and
+    LISTEN use dedicated connections. So there is nothing left to reset.
+    """
+    del conn
 
 
 @asynccontextmanager

@@ -1,9 +1,7 @@
 """Dependencies every route can ask for: the runtime, a connection, the caller.
 
-A route is public only when its handler sets ``opt={"public": True}``; any other
-route asks for ``principal``, which authenticates the bearer token (a test walks
-the route table and fails on a route that is neither). Staff who must enrol a
-second factor are held to the routes marked ``opt={"mfa_enrollment": True}``.
+Authentication itself happens in :mod:`backend.http.auth_middleware`, before any
+dependency is resolved; ``principal`` only hands its result to the handler.
 """
 
 from __future__ import annotations
@@ -17,10 +15,10 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
 from backend.audit_trail import AuditContext
-from backend.auth.service import Principal, authenticate, mfa_required_for
-from backend.auth.tokens import parse_bearer
+from backend.auth.principal import Principal
 from backend.db.pool import connection
-from backend.errors import MfaEnrollmentRequiredError
+from backend.errors import AuthenticationError
+from backend.http.auth_middleware import PRINCIPAL_SCOPE_KEY
 from backend.http.context import current_request_id
 from backend.runtime import Runtime
 
@@ -55,15 +53,12 @@ async def provide_db(runtime: RuntimeDep) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-async def provide_principal(request: Request[Any, Any, Any], runtime: RuntimeDep, db: DbDep) -> Principal:
-    """The authenticated caller, or a 401 problem."""
-    principal = await authenticate(runtime, db, parse_bearer(request.headers.get("authorization")))
-    if (
-        not principal.mfa_satisfied
-        and mfa_required_for(runtime, principal.role)
-        and not request.route_handler.opt.get("mfa_enrollment", False)
-    ):
-        raise MfaEnrollmentRequiredError
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller, authenticated by :class:`AuthenticationMiddleware` before injection."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        # A public route asked for a principal: refuse rather than guess.
+        raise AuthenticationError
     return principal
 
 
@@ -81,6 +76,6 @@ def provide_audit_context(request: Request[Any, Any, Any], runtime: RuntimeDep) 
 dependencies: dict[str, Provide] = {
     "runtime": Provide(provide_runtime, sync_to_thread=False),
     "db": Provide(provide_db),
-    "principal": Provide(provide_principal),
+    "principal": Provide(provide_principal, sync_to_thread=False),
     "audit_ctx": Provide(provide_audit_context, sync_to_thread=False),
 }

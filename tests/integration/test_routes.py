@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
@@ -32,18 +33,23 @@ def _handlers(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
     return found
 
 
-def test_every_route_authenticates_or_is_listed_public(app: Litestar) -> None:
-    """A-01: a route with no ``principal`` dependency must be on the public allow-list."""
+async def test_every_route_authenticates_or_is_listed_public(
+    app: Litestar, client: AsyncTestClient[Litestar]
+) -> None:
+    """A-01: every route not on the public allow-list answers 401 to a caller without a token."""
     seen_public = set()
     for method, path, handler in _handlers(app):
-        params = handler.parsed_fn_signature.parameters
-        is_public = bool(handler.opt.get("public"))
-        if is_public:
+        if handler.opt.get("public"):
             assert (method, path) in PUBLIC_ROUTES, f"unexpected public route {method} {path}"
-            assert "principal" not in params
+            assert "principal" not in handler.parsed_fn_signature.parameters
             seen_public.add((method, path))
-        else:
-            assert "principal" in params, f"{method} {path} neither authenticates nor is public"
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        for headers in ({}, {"Authorization": "Bearer cfd_" + "B" * 43}):
+            response = await client.request(method, concrete, headers=headers, json={})
+            assert response.status_code == 401, (
+                f"{method} {path} answered {response.status_code} without a session"
+            )
     assert seen_public == PUBLIC_ROUTES
 
 

@@ -1,0 +1,98 @@
+"""Start the real server for a benchmark: a fresh database, pinned to one core."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from backend.db.embedded import EmbeddedPostgres, free_port
+from backend.db.migrate import migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIDE = str(Path(sys.executable).parent / "confide")
+SERVER_CPUS = {0}
+LOADGEN_CPUS = {1} if (os.cpu_count() or 1) > 1 else {0}
+
+
+def bench_database() -> str:
+    """A fresh, migrated database on the benchmark cluster (or CONFIDE_DATABASE_URL's server)."""
+    external = os.environ.get("CONFIDE_DATABASE_URL")
+    admin = external or EmbeddedPostgres(ROOT / ".data" / "pg-bench").ensure_running()
+    name = f"confide_bench_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> str:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        base, _, query = admin.partition("?")
+        url = base.rsplit("/", 1)[0] + f"/{name}" + (f"?{query}" if query else "")
+        await migrate(url)
+        return url
+
+    return asyncio.run(create())
+
+
+def pin_loadgen() -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, LOADGEN_CPUS)
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, *, server: str = "uvicorn", **settings: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFIDE_")}
+    env.update(
+        {
+            "CONFIDE_DATABASE_URL": database_url,
+            "CONFIDE_ENVIRONMENT": "test",
+            "CONFIDE_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+            "CONFIDE_PORT": str(port),
+            "CONFIDE_SERVER": server,
+            "CONFIDE_LOG_LEVEL": "warning",
+            "CONFIDE_HASH_WORKERS": str(len(SERVER_CPUS)),
+            "CONFIDE_DB_POOL_MAX": "20",
+        }
+    )
+    env.update(settings)
+    process = subprocess.Popen(  # noqa: S603 -- our own console script
+        [CONFIDE, "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, SERVER_CPUS),  # noqa: PLW1509 -- only sets CPU affinity
+    )
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=1) as http:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError("server exited")
+                with contextlib.suppress(httpx.TransportError):
+                    if http.get("/health/ready").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("server not ready")
+                time.sleep(0.1)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
