@@ -66,6 +66,7 @@ def create_app(
         settings.otel_exporter,
         service_name=settings.otel_service_name,
         endpoint=settings.otel_endpoint,
+        sample_ratio=settings.effective_sample_ratio,
     )
     runtime = Runtime(
         settings=settings,
@@ -99,7 +100,9 @@ def create_app(
     )
     # Outermost layer: request ids, spans, access log and security headers for every
     # response, including the router's own 404 and 405 answers.
-    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestContextMiddleware(
+        app.asgi_handler, request_timeout_s=settings.request_timeout_s
+    )
     return app
 
 

@@ -52,6 +52,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 5_000
     db_connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     db_acquire_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 30.0
+    """Deadline for a whole request; past it the client gets 503 and work is cancelled."""
 
     secret_key: str | None = None
     """Base64 of 32 random bytes: keys TOTP seeds at rest and keyed digests."""
@@ -92,6 +94,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     otel_exporter: Literal["none", "console", "otlp"] = "none"
     otel_endpoint: str | None = None
     otel_service_name: str = "confide"
+    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    """Share of traces recorded; default 1.0 with an exporter, 0 (ids only) without."""
+
+    @property
+    def effective_sample_ratio(self) -> float:
+        """The sampling ratio in force."""
+        if self.otel_sample_ratio is not None:
+            return self.otel_sample_ratio
+        return 0.0 if self.otel_exporter == "none" else 1.0
 
     def __post_init__(self) -> None:
         if self.db_pool_min > self.db_pool_max:

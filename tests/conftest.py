@@ -115,6 +115,7 @@ def make_settings(**overrides: Any) -> Settings:
         "db_pool_min": 1,
         "db_pool_max": 4,
         "log_level": "warning",
+        "otel_sample_ratio": 1.0,  # record every span so leak tests can read them
     }
     base.update(overrides)
     return load_settings({}, **base)

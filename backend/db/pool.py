@@ -24,7 +24,10 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,
-        command_timeout=settings.db_statement_timeout_ms / 1000 + 1,
+        # No per-query client timeout (each one costs a task); the server's
+        # statement_timeout bounds slow queries and the request deadline in the
+        # outer middleware bounds a stalled network.
+        command_timeout=None,
         max_inactive_connection_lifetime=300,
         reset=_keep_session,
         server_settings={
@@ -55,7 +58,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 async def connection(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterator[asyncpg.Connection]:
     """Acquire a connection, turning a long wait into :class:`UnavailableError`."""
     try:
-        conn = await pool.acquire(timeout=acquire_timeout)
+        async with asyncio.timeout(acquire_timeout):
+            conn = await pool.acquire()
     except TimeoutError as exc:
         raise UnavailableError from exc
     try:

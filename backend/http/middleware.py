@@ -8,11 +8,13 @@ path or query string, which may carry invite codes or ids of clinical objects.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 from typing import Any
 
+import msgspec
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
@@ -46,9 +48,10 @@ _DOCS_CSP = (
 class RequestContextMiddleware:
     """Assign a request id, open a span, log the outcome, add security headers."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: bool = True, request_timeout_s: float = 30.0) -> None:
         self.app = app
         self.access_log = access_log
+        self.request_timeout_s = request_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -59,12 +62,13 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         method = str(scope.get("method", "WS"))
         started = time.perf_counter()
-        status_holder: dict[str, int] = {"status": 500}
+        status_holder: dict[str, int] = {"status": 500, "started": 0}
         is_docs = scope["path"].startswith("/schema")
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = int(message["status"])
+                status_holder["started"] = 1
                 headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.append((b"x-request-id", request_id.encode("ascii")))
@@ -83,7 +87,12 @@ class RequestContextMiddleware:
             trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else None
             structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
             try:
-                await self.app(scope, receive, send_wrapper)
+                async with asyncio.timeout(self.request_timeout_s):
+                    await self.app(scope, receive, send_wrapper)
+            except TimeoutError:
+                if status_holder["started"]:
+                    raise
+                await _send_timeout(send_wrapper)
             finally:
                 route = _route_template(scope)
                 status = status_holder["status"]
@@ -104,6 +113,30 @@ class RequestContextMiddleware:
                     )
                 structlog.contextvars.unbind_contextvars("request_id", "trace_id")
                 request_id_var.reset(token)
+
+
+async def _send_timeout(send: Send) -> None:
+    body = msgspec.json.encode(
+        {
+            "type": "urn:confide:problem:unavailable",
+            "title": "Service unavailable",
+            "status": 503,
+            "detail": "The request took too long and was abandoned. Try again shortly.",
+            "request_id": request_id_var.get(),
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"2"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

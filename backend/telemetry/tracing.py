@@ -14,6 +14,7 @@ from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 __all__ = ["configure_tracing"]
 
@@ -25,12 +26,17 @@ def configure_tracing(
     *,
     service_name: str = "confide",
     endpoint: str | None = None,
+    sample_ratio: float = 1.0,
 ) -> TracerProvider:
     """Install the process's tracer provider once and instrument asyncpg."""
     existing = _state.get("provider")
     if existing is not None:
         return existing
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    # Unsampled spans still carry trace ids (for log correlation) but record nothing.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+    )
     span_exporter: SpanExporter | None = None
     if exporter == "console":
         span_exporter = ConsoleSpanExporter()
@@ -46,7 +52,9 @@ def configure_tracing(
             BatchSpanProcessor(span_exporter, max_queue_size=2048, export_timeout_millis=2000)
         )
     trace.set_tracer_provider(provider)
-    instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call] # untyped upstream
-    instrumentor.instrument(tracer_provider=provider)
+    if sample_ratio > 0:
+        # Database spans only when traces are recorded at all: unsampled, they cost and show nothing.
+        instrumentor = AsyncPGInstrumentor(capture_parameters=False)  # type: ignore[no-untyped-call] # untyped upstream
+        instrumentor.instrument(tracer_provider=provider)
     _state["provider"] = provider
     return provider

@@ -48,7 +48,9 @@ def _raw_hash_rate(seconds: float = 5.0) -> float:
         "    h.hash('a benchmark password'); n += 1\n"
         "print(n / (time.perf_counter() - t))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)  # noqa: S603
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )  # noqa: S603
     return float(out.stdout.strip()) * 1  # one hashing thread per server core
 
 
@@ -62,7 +64,9 @@ def _setup_accounts(base_url: str, env_db: str) -> str:
     with httpx.Client(base_url=base_url, timeout=10) as http:
 
         def login(email: str, password: str) -> dict[str, str]:
-            r = http.post("/v1/auth/login", json={"organization": "bench", "email": email, "password": password})
+            r = http.post(
+                "/v1/auth/login", json={"organization": "bench", "email": email, "password": password}
+            )
             r.raise_for_status()
             return {"Authorization": f"Bearer {r.json()['token']}"}
 
@@ -75,7 +79,12 @@ def _setup_accounts(base_url: str, env_db: str) -> str:
         enrol(admin)
         http.post(
             "/v1/accounts",
-            json={"email": "doc@bench.example", "display_name": "Doc", "role": "clinician", "password": DOC_PW},
+            json={
+                "email": "doc@bench.example",
+                "display_name": "Doc",
+                "role": "clinician",
+                "password": DOC_PW,
+            },
             headers=admin,
         ).raise_for_status()
         doc = login("doc@bench.example", DOC_PW)
@@ -95,11 +104,17 @@ async def _phases(host: str, port: int, auth: str) -> dict[str, Result]:
     login_body = json.dumps(
         {"organization": "bench", "email": "client@bench.example", "password": CLIENT_PW}
     ).encode()
-    login = build_request("POST", "/v1/auth/login", hostport, {"Content-Type": "application/json"}, login_body)
+    login = build_request(
+        "POST", "/v1/auth/login", hostport, {"Content-Type": "application/json"}, login_body
+    )
     results: dict[str, Result] = {}
     await run_phase("warmup", host, port, lambda _: live, connections=8, duration_s=1.0)
-    results["live"] = await run_phase("GET /health/live", host, port, lambda _: live, connections=64, duration_s=PHASE_S)
-    results["me"] = await run_phase("GET /v1/me", host, port, lambda _: me, connections=64, duration_s=PHASE_S)
+    results["live"] = await run_phase(
+        "GET /health/live", host, port, lambda _: live, connections=64, duration_s=PHASE_S
+    )
+    results["me"] = await run_phase(
+        "GET /v1/me", host, port, lambda _: me, connections=64, duration_s=PHASE_S
+    )
     results["login"] = await run_phase(
         "POST /v1/auth/login", host, port, lambda _: login, connections=4, duration_s=PHASE_S
     )
@@ -108,7 +123,13 @@ async def _phases(host: str, port: int, auth: str) -> dict[str, Result]:
     )
     await asyncio.sleep(0.5)
     results["live_during_storm"] = await run_phase(
-        "GET /health/live during storm", host, port, lambda _: live, connections=1, duration_s=PHASE_S - 1, pause_s=0.02
+        "GET /health/live during storm",
+        host,
+        port,
+        lambda _: live,
+        connections=1,
+        duration_s=PHASE_S - 1,
+        pause_s=0.02,
     )
     results["storm"] = await storm
     return results
