@@ -83,7 +83,7 @@ def running_server(
         }
     )
     env.update(settings)
-    process = subprocess.Popen(  # noqa: S603 -- our own console script
+    process = subprocess.Popen(
         [CONFIDE, "serve"],
         env=env,
         cwd=ROOT,
