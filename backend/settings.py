@@ -41,35 +41,49 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     data_dir: str = ".data"
     """Local state for development: the embedded cluster and a generated server key."""
     host: str = "127.0.0.1"
+    """Address to listen on. Keep 127.0.0.1 behind a TLS-terminating proxy."""
     port: Port = 8000
+    """TCP port to listen on."""
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
+    """Server worker processes (one per core is a good start)."""
     server: Literal["uvicorn", "granian"] = "uvicorn"
+    """ASGI server: ``uvicorn`` (measured faster here) or ``granian``."""
     instance_id: str = ""
     """Names this process in audit events (``source``); defaults to host name and pid."""
 
     db_pool_min: NonNegative = 2
+    """Connections each process keeps open."""
     db_pool_max: Annotated[int, msgspec.Meta(ge=1, le=500)] = 10
+    """Most connections each process opens."""
     db_statement_timeout_ms: Annotated[int, msgspec.Meta(ge=100, le=600_000)] = 5_000
+    """PostgreSQL ``statement_timeout`` for every query."""
     db_connect_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    """Time allowed to open a database connection."""
     db_acquire_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    """Time a request waits for a pooled connection before a 503."""
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 30.0
     """Deadline for a whole request; past it the client gets 503 and work is cancelled."""
 
     secret_key: str | None = None
     """Base64 of 32 random bytes: keys TOTP seeds at rest and keyed digests."""
     secret_key_file: str | None = None
+    """File holding the base64 server key (for example a mounted secret)."""
 
     argon2_time_cost: Annotated[int, msgspec.Meta(ge=2, le=20)] = 3
+    """Argon2id passes (OWASP floor 2)."""
     argon2_memory_kib: Annotated[int, msgspec.Meta(ge=19_456, le=4_194_304)] = 65_536
+    """Argon2id memory in KiB (OWASP floor 19456)."""
     argon2_parallelism: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    """Argon2id lanes."""
     hash_workers: Annotated[int, msgspec.Meta(ge=0, le=64)] = 0
     """Threads hashing passwords; 0 means one per core."""
     hash_queue_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     """Logins allowed to wait for a hashing thread; more get 429."""
-    hash_wait_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
 
     session_idle_timeout_s: Annotated[int, msgspec.Meta(ge=2, le=86_400)] = 900
+    """A session unused this long expires (HIPAA automatic logoff)."""
     session_absolute_timeout_s: Annotated[int, msgspec.Meta(ge=300, le=604_800)] = 43_200
+    """A session expires this long after login, used or not."""
     session_touch_interval_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 10
     """Activity is written at most this often per session (idle-timeout precision)."""
 
@@ -78,22 +92,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         "compliance_officer",
         "admin",
     )
+    """Roles that must enrol TOTP before doing anything else (comma-separated)."""
     totp_issuer: str = "Confide"
+    """Issuer name shown in authenticator apps."""
 
     throttle_account_free_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    """Failed logins per account before back-off starts."""
     throttle_address_free_failures: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 20
+    """Failed logins per client address before back-off starts."""
     throttle_base_delay_s: Annotated[int, msgspec.Meta(ge=1, le=3_600)] = 2
+    """First lock period; doubles with every further failure."""
     throttle_max_delay_s: Annotated[int, msgspec.Meta(ge=1, le=86_400)] = 900
+    """Longest lock period (an attacker can delay a login, never lock it for good)."""
     throttle_window_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3_600
+    """Failures older than this are forgotten."""
 
     invite_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=2_592_000)] = 604_800
+    """Default lifetime of a client invite code."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576
+    """Largest request body accepted (413 beyond)."""
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log level."""
     log_format: Literal["json", "console"] = "json"
+    """``json`` for machines, ``console`` for people."""
     otel_exporter: Literal["none", "console", "otlp"] = "none"
+    """Where traces go: ``none``, ``console`` or ``otlp``."""
     otel_endpoint: str | None = None
+    """OTLP/HTTP endpoint, for example http://collector:4318/v1/traces."""
     otel_service_name: str = "confide"
+    """``service.name`` of the traces."""
     otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
     """Share of traces recorded; default 1.0 with an exporter, 0 (ids only) without."""
 

@@ -116,9 +116,14 @@ class EmbeddedPostgres:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C.UTF-8"
         user = self._run_as()
+        # Drop root's group too: with gid 0 left over, root-owned directories would be
+        # judged by their (closed) group bits instead of the "other" bits we opened.
+        entry = pwd.getpwnam(user) if user is not None else None
         result = subprocess.run(  # noqa: PLW1510 -- checked below with the log attached
             argv,
-            user=user,
+            user=entry.pw_uid if entry else None,
+            group=entry.pw_gid if entry else None,
+            extra_groups=[] if entry else None,
             env=env,
             capture_output=True,
             text=True,

@@ -80,3 +80,11 @@ async def test_security_headers_and_request_id(client: AsyncTestClient[Litestar]
     assert "default-src 'none'" in response.headers["content-security-policy"]
     hostile = await client.get("/health/live", headers={"X-Request-ID": "bad\x1b[31mid with spaces"})
     assert hostile.headers["x-request-id"] != "bad\x1b[31mid with spaces"
+
+
+def test_operations_guide_lists_every_setting() -> None:
+    from backend.settings_doc import render_settings_reference  # noqa: PLC0415
+
+    text = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
+    current = text.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
+    assert current == render_settings_reference(), "docs/OPERATIONS.md is stale: regenerate the settings table"
