@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 
 import msgspec
 
@@ -19,7 +20,7 @@ def _field_docs() -> dict[str, str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef) and node.name == "Settings":
             body = node.body
-            for current, following in zip(body, body[1:], strict=False):
+            for current, following in itertools.pairwise(body):
                 if (
                     isinstance(current, ast.AnnAssign)
                     and isinstance(current.target, ast.Name)

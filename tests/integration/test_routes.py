@@ -87,4 +87,4 @@ def test_operations_guide_lists_every_setting() -> None:
 
     text = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     current = text.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
-    assert current == render_settings_reference(), "docs/OPERATIONS.md is stale: regenerate the settings table"
+    assert current == render_settings_reference(), "docs/OPERATIONS.md is stale: regenerate its table"
