@@ -28,6 +28,14 @@ class Action(enum.StrEnum):
     READ_SELF = "account.read_self"
     CREATE_STAFF_ACCOUNT = "account.create_staff"
     CREATE_INVITE = "invite.create"
+    # Key directory: an account manages its own keys and backup; anyone in the
+    # organization may read anyone's public keys (to encrypt to them).
+    MANAGE_OWN_KEYS = "keys.manage_own"
+    READ_PUBLIC_KEYS = "keys.read"
+    # Audit trail: compliance officers read and export their organization's trail;
+    # a client reads the accounting of disclosures of their own records.
+    READ_AUDIT_TRAIL = "audit.read"
+    READ_OWN_DISCLOSURES = "audit.read_own_disclosures"
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
@@ -81,6 +89,20 @@ def decide(actor: Actor, action: Action, resource: Resource) -> Decision:
             if actor.role != "clinician":
                 return _deny("role")
             return _allow("clinician")
+        case Action.MANAGE_OWN_KEYS:
+            if resource.owner_id != actor.account_id:
+                return _deny("not_found")
+            return _allow("self")
+        case Action.READ_PUBLIC_KEYS:
+            return _allow("same_organization")
+        case Action.READ_AUDIT_TRAIL:
+            if actor.role != "compliance_officer":
+                return _deny("role")
+            return _allow("compliance_officer")
+        case Action.READ_OWN_DISCLOSURES:
+            if actor.role != "client" or resource.owner_id != actor.account_id:
+                return _deny("role")
+            return _allow("self")
     assert_never(action)
 
 

@@ -56,3 +56,18 @@ def test_require_maps_denials() -> None:
     with pytest.raises(ForbiddenError):
         require(actor, Action.CREATE_INVITE, Resource(org_id=ORG))
     assert require(actor, Action.READ_SELF, Resource(org_id=ORG, owner_id=ME)).allowed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_key_and_audit_rules(role: str) -> None:
+    actor = Actor(account_id=ME, org_id=ORG, role=role)  # type: ignore[arg-type]
+    other = uuid.uuid4()
+    assert decide(actor, Action.MANAGE_OWN_KEYS, Resource(org_id=ORG, owner_id=ME)).allowed
+    assert decide(actor, Action.MANAGE_OWN_KEYS, Resource(org_id=ORG, owner_id=other)).reason == "not_found"
+    assert decide(actor, Action.READ_PUBLIC_KEYS, Resource(org_id=ORG, owner_id=other)).allowed
+    assert not decide(actor, Action.READ_PUBLIC_KEYS, Resource(org_id=OTHER_ORG, owner_id=other)).allowed
+    audit = decide(actor, Action.READ_AUDIT_TRAIL, Resource(org_id=ORG))
+    assert audit.allowed == (role == "compliance_officer")
+    own = decide(actor, Action.READ_OWN_DISCLOSURES, Resource(org_id=ORG, owner_id=ME))
+    assert own.allowed == (role == "client")
+    assert not decide(actor, Action.READ_OWN_DISCLOSURES, Resource(org_id=ORG, owner_id=other)).allowed
