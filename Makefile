@@ -40,7 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
 openapi: $(STAMP)
-	$(BIN)/confide openapi > openapi/openapi.json
+	$(BIN)/confide openapi > openapi/openapi.json.tmp && mv openapi/openapi.json.tmp openapi/openapi.json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage

@@ -22,6 +22,7 @@ from backend.http.auth_middleware import AuthenticationMiddleware
 from backend.http.deps import dependencies
 from backend.http.middleware import RequestContextMiddleware
 from backend.http.problems import exception_handlers
+from backend.keys.controller import KeysController
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
@@ -31,7 +32,7 @@ __all__ = ["API_VERSION", "create_app", "create_app_from_env", "openapi_config"]
 
 API_VERSION = "0.1.0"
 
-ROUTE_HANDLERS = [HealthController, AuthController, AccountsController]
+ROUTE_HANDLERS = [HealthController, AuthController, AccountsController, KeysController]
 
 
 def openapi_config() -> OpenAPIConfig:

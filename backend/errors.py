@@ -17,6 +17,7 @@ text; the HTTP layer maps them to RFC 9457 problem documents in one place
     ├── NotFoundError            404  absent, or not the caller's to know about
     ├── ConflictError            409  clashes with current state
     ├── PreconditionFailedError  412  If-Match did not match
+    ├── PreconditionRequiredError 428  a change needs If-Match
     ├── ThrottledError           429  too many attempts; carries Retry-After
     └── UnavailableError         503  a dependency (the database) is down
 """
@@ -35,6 +36,7 @@ __all__ = [
     "MfaRequiredError",
     "NotFoundError",
     "PreconditionFailedError",
+    "PreconditionRequiredError",
     "ThrottledError",
     "UnavailableError",
     "WeakPasswordError",
@@ -131,6 +133,15 @@ class PreconditionFailedError(DomainError):
     slug = "precondition-failed"
     title = "Precondition failed"
     default_detail = "The resource changed since it was read."
+
+
+class PreconditionRequiredError(DomainError):
+    """A compare-and-swap change was sent without ``If-Match``."""
+
+    status = 428
+    slug = "precondition-required"
+    title = "Precondition required"
+    default_detail = "Send If-Match with the ETag of the version you read."
 
 
 class ThrottledError(DomainError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, get, post
-from litestar.params import JSONBody, Parameter
+from litestar.params import JSONBody, PathParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from backend.accounts import service
@@ -64,7 +64,7 @@ class AccountsController(Controller):
     )
     async def redeem_invite(
         self,
-        code: Annotated[str, Parameter(description="The invite code.", max_length=64)],
+        code: Annotated[str, PathParameter(description="The invite code.", max_length=64)],
         data: JSONBody[RedeemInviteRequest],
         runtime: RuntimeDep,
         db: DbDep,

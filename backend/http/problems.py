@@ -21,6 +21,15 @@ from litestar.types import ExceptionHandlersMap
 from backend.errors import DomainError, ThrottledError
 from backend.http.context import current_request_id
 from backend.telemetry.logs import exception_frames
+from crypto.errors import (
+    BackupError,
+    CryptoError,
+    FormatError,
+    InvalidKeyError,
+    KeyChainError,
+    RecipientSetError,
+    SignatureError,
+)
 
 __all__ = ["PROBLEM_BASE", "Problem", "exception_handlers", "problem_response"]
 
@@ -130,6 +139,27 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Probl
     return problem_response(status, slug, title, detail, headers=headers)
 
 
+# Cryptographic material that fails its checks: fixed texts per failure class,
+# never the library's message.
+_CRYPTO_PROBLEMS: tuple[tuple[type[CryptoError], int, str, str, str], ...] = (
+    (RecipientSetError, 409, "recipients-mismatch", "Recipients do not match",
+     "The envelope's recipients are not exactly the current keys of its readers."),
+    (SignatureError, 422, "bad-signature", "Signature rejected", "A signature does not verify."),
+    (KeyChainError, 422, "broken-key-chain", "Key chain rejected",
+     "The key bundle does not follow the published chain of keys."),
+    (InvalidKeyError, 422, "invalid-key", "Key rejected", "A public key is not acceptable."),
+    (BackupError, 422, "invalid-backup", "Backup rejected", "The key backup is not acceptable."),
+    (FormatError, 422, "invalid-format", "Format rejected", "The cryptographic object is malformed."),
+)  # fmt: skip
+
+
+def _crypto_error(_: Request[Any, Any, Any], exc: CryptoError) -> Response[Problem]:
+    for cls, status, slug, title, detail in _CRYPTO_PROBLEMS:
+        if isinstance(exc, cls):
+            return problem_response(status, slug, title, detail)
+    return problem_response(422, "crypto-rejected", "Rejected", "The cryptographic object was rejected.")
+
+
 def _database_unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     _log.warning("database_unavailable", error_type=type(exc).__name__)
     return problem_response(
@@ -200,6 +230,7 @@ def _any_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 exception_handlers: ExceptionHandlersMap = {
     DomainError: _domain_error,
+    CryptoError: _crypto_error,
     ValidationException: _validation_error,
     HTTPException: _http_error,
     asyncpg.IntegrityConstraintViolationError: _integrity_error,
