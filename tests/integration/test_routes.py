@@ -44,7 +44,9 @@ async def test_every_route_authenticates_or_is_listed_public(
             assert "principal" not in handler.parsed_fn_signature.parameters
             seen_public.add((method, path))
             continue
-        concrete = re.sub(r"\{[^}]+\}", "x", path)
+        concrete = re.sub(r"\{[^}]+:uuid\}", "00000000-0000-4000-8000-000000000000", path)
+        concrete = re.sub(r"\{[^}]+:int\}", "1", concrete)
+        concrete = re.sub(r"\{[^}]+\}", "x", concrete)
         for headers in ({}, {"Authorization": "Bearer cfd_" + "B" * 43}):
             response = await client.request(method, concrete, headers=headers, json={})
             assert response.status_code == 401, (
