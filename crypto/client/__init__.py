@@ -3,7 +3,7 @@
 The server never imports this package (an import contract enforces it). Start here:
 :func:`generate_identity`, :func:`seal_envelope` / :func:`open_envelope`,
 :func:`encrypt_attachment` / :func:`decrypt_attachment`, :func:`create_key_backup` /
-:func:`open_key_backup`.
+:func:`open_key_backup`, :func:`sign_consent`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from crypto.client.attachments import (
     encrypted_attachment_size,
 )
 from crypto.client.backup import create_key_backup, open_key_backup
+from crypto.client.consent import sign_consent
 from crypto.client.envelope import OpenedEnvelope, open_envelope, seal_envelope, share_envelope
 from crypto.client.keys import Clock, IdentityKeys, generate_identity, rotate_identity, utc_now
 from crypto.client.payload import PAYLOAD_VERSION, AttachmentKey, InnerPayload
@@ -35,5 +36,6 @@ __all__ = [
     "rotate_identity",
     "seal_envelope",
     "share_envelope",
+    "sign_consent",
     "utc_now",
 ]

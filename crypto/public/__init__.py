@@ -13,6 +13,14 @@ from crypto.public.canonical import (
     envelope_signed_bytes,
     rotation_signed_bytes,
 )
+from crypto.public.consent import (
+    CONSENT_VERSION,
+    ConsentAction,
+    ConsentStatement,
+    consent_signed_bytes,
+    decode_consent,
+    verify_consent,
+)
 from crypto.public.fingerprint import (
     bundle_fingerprint,
     safety_number,
@@ -48,7 +56,10 @@ from crypto.public.wire import (
 __all__ = [
     "BACKUP_VERSION",
     "BUNDLE_VERSION",
+    "CONSENT_VERSION",
     "ENVELOPE_VERSION",
+    "ConsentAction",
+    "ConsentStatement",
     "Envelope",
     "EnvelopeKind",
     "KeyBackup",
@@ -58,7 +69,9 @@ __all__ = [
     "bundle_fingerprint",
     "bundle_signed_bytes",
     "check_recipients",
+    "consent_signed_bytes",
     "decode_bundle",
+    "decode_consent",
     "decode_envelope",
     "decode_key_backup",
     "encode",
@@ -72,6 +85,7 @@ __all__ = [
     "verified_recipients",
     "verify_bundle",
     "verify_bundle_chain",
+    "verify_consent",
     "verify_envelope",
     "verify_recipient_addition",
     "verify_rotation",

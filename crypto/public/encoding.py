@@ -70,6 +70,13 @@ class CanonicalWriter:
             return self
         return self.uuid(value)
 
+    def optional_u64(self, value: int | None) -> CanonicalWriter:
+        """Append a u64, or an empty item when ``value`` is ``None``."""
+        if value is None:
+            self._buffer += _EMPTY
+            return self
+        return self.u64(value)
+
     def getvalue(self) -> bytes:
         """Return the encoding accumulated so far."""
         return bytes(self._buffer)

@@ -20,6 +20,9 @@ __all__ = [
     "MAX_ATTACHMENT_BYTES",
     "MAX_BACKUP_JSON_BYTES",
     "MAX_BUNDLE_JSON_BYTES",
+    "MAX_CONSENT_JSON_BYTES",
+    "MAX_CONSENT_SCOPES",
+    "MAX_CONSENT_SCOPE_CHARS",
     "MAX_CONTENT_TYPE_CHARS",
     "MAX_ENVELOPE_JSON_BYTES",
     "MAX_KEY_VERSION",
@@ -50,6 +53,15 @@ MAX_BUNDLE_JSON_BYTES = 4096
 
 #: Largest key backup accepted as JSON.
 MAX_BACKUP_JSON_BYTES = 4096
+
+#: Largest signed consent statement accepted as JSON.
+MAX_CONSENT_JSON_BYTES = 4096
+
+#: Most scopes in one consent statement.
+MAX_CONSENT_SCOPES = 16
+
+#: Longest scope name, in ASCII characters.
+MAX_CONSENT_SCOPE_CHARS = 64
 
 #: Plaintext bytes per secretstream chunk of an attachment.
 ATTACHMENT_CHUNK_BYTES = 64 * 1024

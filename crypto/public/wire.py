@@ -16,7 +16,7 @@ import enum
 import itertools
 import uuid
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 
@@ -40,6 +40,9 @@ from crypto.public.limits import (
     MAX_RECIPIENTS,
     valid_padded_sizes,
 )
+
+if TYPE_CHECKING:
+    from crypto.public.consent import ConsentStatement
 
 __all__ = [
     "AEAD_NONCE_BYTES",
@@ -291,7 +294,7 @@ class KeyBackup(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         return KeyRef(account_id=self.account_id, key_version=self.key_version)
 
 
-_T = TypeVar("_T", KeyBundle, Envelope, KeyBackup)
+_T = TypeVar("_T", bound=msgspec.Struct)
 
 _BUNDLE_DECODER = msgspec.json.Decoder(KeyBundle)
 _ENVELOPE_DECODER = msgspec.json.Decoder(Envelope)
@@ -345,6 +348,6 @@ def decode_key_backup(data: bytes) -> KeyBackup:
     return _decode(data, _BACKUP_DECODER, MAX_BACKUP_JSON_BYTES, FormatError)
 
 
-def encode(value: KeyBundle | Envelope | KeyBackup) -> bytes:
-    """Encode a wire object as JSON (bytes as base64, times as RFC 3339)."""
+def encode(value: KeyBundle | Envelope | KeyBackup | ConsentStatement) -> bytes:
+    """Encode a wire object as JSON (bytes as base64, times as RFC 3339, enums by value)."""
     return _ENCODER.encode(value)
