@@ -256,6 +256,59 @@ function decryptAttachment(blob, ref) {
   return plain;
 }
 
+// ---- consent statements (SPEC section 9) ----
+const CONSENT_ACTIONS = { grant: 1, revoke: 2 };
+const SCOPE = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
+const PURPOSE = /^[A-Z]{2,16}$/;
+function utcSeconds(s, what) {
+  check(typeof s === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(s), `${what} must be whole seconds UTC`);
+  const seconds = Date.parse(s) / 1000;
+  check(Number.isInteger(seconds) && seconds >= 0, what);
+  return seconds;
+}
+function parseConsent(text) {
+  check(utf8(text).length <= 4096, 'consent too large');
+  const o = JSON.parse(text);
+  exactKeys(o, ['version', 'action', 'consent_id', 'client', 'organization_id', 'grantee_type', 'grantee_id',
+    'scopes', 'purpose', 'valid_from', 'valid_until', 'issued_at', 'signature']);
+  check(o.version === 1, 'consent version');
+  check(Object.hasOwn(CONSENT_ACTIONS, o.action), 'action');
+  exactKeys(o.client, ['account_id', 'key_version']);
+  keyVersion(o.client.key_version);
+  for (const id of [o.consent_id, o.client.account_id, o.organization_id, o.grantee_id]) uuidBytes(id);
+  check(o.grantee_type === 'clinician' || o.grantee_type === 'organization', 'grantee type');
+  check(o.grantee_type !== 'organization' || o.grantee_id === o.organization_id, 'organization grantee');
+  check(Array.isArray(o.scopes) && o.scopes.length >= 1 && o.scopes.length <= 16, 'scope count');
+  for (const scope of o.scopes) check(typeof scope === 'string' && scope.length <= 64 && SCOPE.test(scope), 'scope');
+  for (let i = 1; i < o.scopes.length; i++) check(o.scopes[i - 1] < o.scopes[i], 'scopes unsorted');
+  check(typeof o.purpose === 'string' && PURPOSE.test(o.purpose), 'purpose');
+  const c = {
+    action: o.action, consent_id: o.consent_id, client: o.client, organization_id: o.organization_id,
+    grantee_type: o.grantee_type, grantee_id: o.grantee_id, scopes: o.scopes, purpose: o.purpose,
+    valid_from: utcSeconds(o.valid_from, 'valid_from'),
+    valid_until: o.valid_until === null ? null : utcSeconds(o.valid_until, 'valid_until'),
+    issued_at: utcSeconds(o.issued_at, 'issued_at'),
+    signature: b64(o.signature),
+  };
+  check(c.valid_until === null || c.valid_until > c.valid_from, 'validity period');
+  check(c.signature.length === 64, 'consent signature length');
+  return c;
+}
+function consentSignedBytes(c) {
+  const w = new Writer(`confide/v1/consent/${c.action}`).u32(1).u8(CONSENT_ACTIONS[c.action]).uuid(c.consent_id)
+    .uuid(c.client.account_id).u32(c.client.key_version).uuid(c.organization_id)
+    .item(utf8(c.grantee_type)).uuid(c.grantee_id).u32(c.scopes.length);
+  for (const scope of c.scopes) w.item(utf8(scope));
+  w.item(utf8(c.purpose)).u64(c.valid_from);
+  if (c.valid_until === null) w.item(new Uint8Array(0)); else w.u64(c.valid_until);
+  return w.u64(c.issued_at).bytes();
+}
+function verifyConsent(c, client) {
+  verifyBundle(client);
+  check(client.account_id === c.client.account_id && client.key_version === c.client.key_version, 'not the client key');
+  verifyStrict(client.signing_key, consentSignedBytes(c), c.signature);
+}
+
 // ---- fingerprints (SPEC section 8) ----
 function fingerprintDigest(b) {
   const identity = new Writer('confide/v1/fingerprint').u32(1).uuid(b.account_id).item(b.signing_key).item(b.encryption_key).bytes();
@@ -361,6 +414,16 @@ for (const v of load('fingerprints.json').fingerprints) {
   });
 }
 
+for (const v of load('consents.json').consents) {
+  test(`consent ${v.name}`, () => {
+    const c = parseConsent(v.statement);
+    const signer = identities.get(v.identity);
+    expectEqual(hex(consentSignedBytes(c)), v.signed_bytes, 'consent signed bytes');
+    expectEqual(hex(sodium.crypto_sign_detached(consentSignedBytes(c), signer.signing.privateKey)), hex(c.signature), 'consent signature (deterministic)');
+    verifyConsent(c, signer.bundle);
+  });
+}
+
 for (const v of load('negative.json').vectors) {
   test(`negative ${v.name}`, () => {
     try {
@@ -372,6 +435,8 @@ for (const v of load('negative.json').vectors) {
         verifyRotation(identities.get(v.identity).bundle, parseBundle(v.data));
       } else if (v.category === 'backup') {
         openBackup(parseBackup(v.data), v.passphrase, identities.get(v.identity).bundle);
+      } else if (v.category === 'consent') {
+        verifyConsent(parseConsent(v.data), identities.get(v.identity).bundle);
       } else if (v.category === 'attachment') {
         decryptAttachment(b64(v.data), parseAttachmentKey(v.attachment_key));
       } else {

@@ -18,5 +18,6 @@ VECTOR_FILES = (
     "attachments.json",
     "backups.json",
     "fingerprints.json",
+    "consents.json",
     "negative.json",
 )

@@ -12,6 +12,7 @@ from crypto.client.payload import AttachmentKey
 from crypto.hazmat.rng import ScriptedRng
 from crypto.public._sodium import blake2b
 from crypto.public.canonical import bundle_signed_bytes, rotation_signed_bytes
+from crypto.public.consent import ConsentStatement
 from crypto.public.wire import Envelope, KeyBackup, KeyBundle
 from crypto.vectors.schema import IdentityVector
 
@@ -20,6 +21,7 @@ __all__ = [
     "CLIENT_RECORD",
     "CONVERSATION",
     "FORMAT",
+    "ORGANIZATION",
     "OTHER_CONVERSATION",
     "PASSPHRASE",
     "PASSPHRASE_NFKC",
@@ -42,6 +44,7 @@ ACCOUNTS = {
 CONVERSATION = uuid.UUID("c0000000-0000-4000-8000-00000000c0de")
 OTHER_CONVERSATION = uuid.UUID("c0000000-0000-4000-8000-00000000beef")
 CLIENT_RECORD = uuid.UUID("c1000000-0000-4000-8000-0000000000a1")
+ORGANIZATION = uuid.UUID("0e000000-0000-4000-8000-0000000000a9")
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - published vector input
 #: NFKC turns the "fi" ligature and the fullwidth digits into ASCII.
 PASSPHRASE_NFKC = "\ufb01rst-aid kit \u2602 \uff12\uff10\uff12\uff15"  # noqa: S105 - vector
@@ -71,7 +74,7 @@ def at(day: int) -> datetime:
     return datetime(2025, 1, day, 9, 30, tzinfo=UTC)
 
 
-def wire_json(value: KeyBundle | Envelope | KeyBackup | AttachmentKey) -> str:
+def wire_json(value: KeyBundle | Envelope | KeyBackup | AttachmentKey | ConsentStatement) -> str:
     """The exact JSON text of a wire object."""
     return msgspec.json.encode(value).decode()
 

@@ -14,6 +14,7 @@ from crypto.client.keys import _generate_identity
 from crypto.client.payload import AttachmentKey
 from crypto.hazmat.rng import ScriptedRng
 from crypto.public._sodium import ED25519_ORDER
+from crypto.public.consent import ConsentStatement, consent_signed_bytes
 from crypto.public.keys import X25519_SMALL_ORDER_POINTS
 from crypto.public.wire import Envelope, KeyBackup
 from crypto.vectors._common import (
@@ -32,6 +33,7 @@ __all__ = [
     "attachment_negatives",
     "backup_negatives",
     "bundle_negatives",
+    "consent_negatives",
     "envelope_negatives",
     "rotation_negatives",
 ]
@@ -334,4 +336,68 @@ def attachment_negatives(
             attachment_key=key,
         )
         for name, description, data, key in cases
+    ]
+
+
+def consent_negatives(keys: Keys, consents: dict[str, ConsentStatement]) -> list[NegativeVector]:
+    grant = consents["grant"]
+    grant_json, revoke_json = wire_json(grant), wire_json(consents["revoke"])
+    forged = msgspec.structs.replace(
+        grant, signature=keys.by_name["mallory-v1"]._sign(consent_signed_bytes(grant))
+    )
+
+    def malleable(obj: JsonObject) -> None:
+        obj["signature"] = _b64(_malleable(base64.b64decode(cast("str", obj["signature"]))))
+
+    alice_v1 = {"account_id": str(ACCOUNTS["alice"]), "key_version": 1}
+    cases: list[tuple[str, str, str, str]] = [
+        ("flip-signature", "SignatureError", "one bit of R",
+         _mutate(grant_json, _flip_field("signature", 5))),
+        ("malleable-signature", "SignatureError", "S replaced by S + L",
+         _mutate(grant_json, malleable)),
+        ("forged-by-other-key", "SignatureError", "alice's statement signed with mallory's key",
+         wire_json(forged)),
+        ("altered-scope", "SignatureError", "server widened the scopes (records.share added)",
+         _mutate(grant_json, _set("scopes", ["messaging", "records.read", "records.share"]))),
+        ("changed-grantee", "SignatureError", "server named mallory as the grantee",
+         _mutate(grant_json, _set("grantee_id", str(ACCOUNTS["mallory"])))),
+        ("extended-validity", "SignatureError", "valid_until moved a year later",
+         _mutate(grant_json, _set("valid_until", "2026-07-02T09:30:00Z"))),
+        ("changed-purpose", "SignatureError", "purpose TREAT changed to HPAYMT",
+         _mutate(grant_json, _set("purpose", "HPAYMT"))),
+        ("grant-replayed-as-revoke", "SignatureError", "a grant relabelled as a revoke (domain separation)",
+         _mutate(grant_json, _set("action", "revoke"))),
+        ("revoke-replayed-as-grant", "SignatureError", "a revoke relabelled as a grant (domain separation)",
+         _mutate(revoke_json, _set("action", "grant"))),
+        ("wrong-client-key-version", "KeyChainError", "names alice's key version 1; checked with v2",
+         _mutate(grant_json, _set("client", alice_v1))),
+        ("unsorted-scopes", "FormatError", "scopes out of order",
+         _mutate(grant_json, _set("scopes", ["records.read", "messaging"]))),
+        ("duplicate-scopes", "FormatError", "a scope listed twice",
+         _mutate(grant_json, _set("scopes", ["messaging", "messaging"]))),
+        ("empty-scopes", "FormatError", "no scope at all", _mutate(grant_json, _set("scopes", []))),
+        ("bad-scope", "FormatError", "scope with an upper-case letter",
+         _mutate(grant_json, _set("scopes", ["Messaging"]))),
+        ("lowercase-purpose", "FormatError", "purpose not an HL7 code",
+         _mutate(grant_json, _set("purpose", "treat"))),
+        ("validity-reversed", "FormatError", "valid_until before valid_from",
+         _mutate(grant_json, _set("valid_until", "2025-01-01T09:30:00Z"))),
+        ("fractional-issued-at", "FormatError", "sub-second time",
+         _mutate(grant_json, _set("issued_at", "2025-01-02T09:30:00.500000Z"))),
+        ("organization-grantee-mismatch", "FormatError", "organization grantee is another organization",
+         _mutate(grant_json, _set("grantee_type", "organization"))),
+        ("unknown-action", "FormatError", "action 'amend'", _mutate(grant_json, _set("action", "amend"))),
+        ("unknown-field", "FormatError", "extra field", _mutate(grant_json, _set("debug", True))),
+        ("version-2", "FormatError", "unknown version", _mutate(grant_json, _set("version", 2))),
+    ]  # fmt: skip
+    return [
+        NegativeVector(
+            name=f"consent-{name}",
+            category="consent",
+            description=description,
+            expected_error=error,
+            data=data,
+            identity="alice-v2",
+        )
+        for name, error, description, data in cases
     ]

@@ -13,11 +13,13 @@ import base64
 import io
 import sys
 import uuid
+from datetime import UTC, datetime
 
 import msgspec
 
 from crypto.client.attachments import _encrypt_attachment
 from crypto.client.backup import _create_key_backup, _normalise
+from crypto.client.consent import sign_consent
 from crypto.client.envelope import _seal_envelope
 from crypto.client.payload import PAYLOAD_VERSION, AttachmentKey, InnerPayload, encode_payload
 from crypto.errors import CryptoError
@@ -30,6 +32,7 @@ from crypto.public.canonical import (
     envelope_associated_data,
     envelope_signed_bytes,
 )
+from crypto.public.consent import ConsentAction, ConsentStatement, GranteeType, consent_signed_bytes
 from crypto.public.encoding import CanonicalWriter
 from crypto.public.fingerprint import (
     FINGERPRINT_ITERATIONS,
@@ -45,9 +48,11 @@ from crypto.vectors._common import (
     CLIENT_RECORD,
     CONVERSATION,
     FORMAT,
+    ORGANIZATION,
     PASSPHRASE,
     PASSPHRASE_NFKC,
     Keys,
+    at,
     attachment_plaintext,
     fixed,
     make_keys,
@@ -57,6 +62,7 @@ from crypto.vectors._negative import (
     attachment_negatives,
     backup_negatives,
     bundle_negatives,
+    consent_negatives,
     envelope_negatives,
     rotation_negatives,
 )
@@ -65,6 +71,8 @@ from crypto.vectors.schema import (
     AttachmentVectors,
     BackupVector,
     BackupVectors,
+    ConsentVector,
+    ConsentVectors,
     EnvelopeVector,
     EnvelopeVectors,
     FingerprintVector,
@@ -352,6 +360,79 @@ def _fingerprints(keys: Keys) -> FingerprintVectors:
     )
 
 
+def _consent(
+    keys: Keys,
+    *,
+    action: ConsentAction,
+    consent_id: uuid.UUID,
+    grantee_type: GranteeType,
+    grantee_id: uuid.UUID,
+    scopes: list[str],
+    purpose: str,
+    valid_from: datetime,
+    valid_until: datetime | None,
+    issued_at: datetime,
+) -> ConsentStatement:
+    return sign_consent(
+        keys.by_name["alice-v2"],
+        action=action,
+        consent_id=consent_id,
+        organization_id=ORGANIZATION,
+        grantee_type=grantee_type,
+        grantee_id=grantee_id,
+        scopes=scopes,
+        purpose=purpose,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        clock=lambda: issued_at,
+    )
+
+
+def _consents(keys: Keys) -> tuple[ConsentVectors, dict[str, ConsentStatement]]:
+    grant_id = uuid.UUID(bytes=fixed("consent grant id", 16), version=4)
+    bob = keys.bundle("bob-v1").account_id
+    until = datetime(2025, 7, 2, 9, 30, tzinfo=UTC)
+    made = {
+        "grant": _consent(
+            keys, action=ConsentAction.GRANT, consent_id=grant_id, grantee_type="clinician",
+            grantee_id=bob, scopes=["records.read", "messaging"], purpose="TREAT",
+            valid_from=at(2), valid_until=until, issued_at=at(2),
+        ),
+        "revoke": _consent(
+            keys, action=ConsentAction.REVOKE, consent_id=grant_id, grantee_type="clinician",
+            grantee_id=bob, scopes=["messaging", "records.read"], purpose="TREAT",
+            valid_from=at(2), valid_until=until, issued_at=at(5),
+        ),
+        "grant-organization": _consent(
+            keys, action=ConsentAction.GRANT,
+            consent_id=uuid.UUID(bytes=fixed("consent organization grant id", 16), version=4),
+            grantee_type="organization", grantee_id=ORGANIZATION, scopes=["emergency_access"],
+            purpose="ETREAT", valid_from=at(3), valid_until=None, issued_at=at(3),
+        ),
+    }  # fmt: skip
+    descriptions = {
+        "grant": "alice lets Dr Bob message her and read her records until July",
+        "revoke": "alice withdraws that grant (same fields, other domain, later issued_at)",
+        "grant-organization": "open-ended emergency access for the whole practice",
+    }
+    vectors = tuple(
+        ConsentVector(
+            name=name,
+            description=descriptions[name],
+            identity="alice-v2",
+            signed_bytes=consent_signed_bytes(statement).hex(),
+            statement=wire_json(statement),
+        )
+        for name, statement in made.items()
+    )
+    result = ConsentVectors(
+        format=FORMAT,
+        description="consent statements signed by alice-v2; each verifies against her bundle",
+        consents=vectors,
+    )
+    return result, made
+
+
 def _dump(value: msgspec.Struct) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n"
 
@@ -362,6 +443,7 @@ def generate() -> dict[str, str]:
     attachments, refs, blobs = _attachments()
     envelopes, made = _envelopes(keys, refs[-1])
     backups, backup_objects = _backups(keys)
+    consents, consent_objects = _consents(keys)
     return {
         "keys.json": _dump(
             KeyVectors(
@@ -375,6 +457,7 @@ def generate() -> dict[str, str]:
         "attachments.json": _dump(attachments),
         "backups.json": _dump(backups),
         "fingerprints.json": _dump(_fingerprints(keys)),
+        "consents.json": _dump(consents),
         "negative.json": _dump(
             NegativeVectors(
                 format=FORMAT,
@@ -385,6 +468,7 @@ def generate() -> dict[str, str]:
                     *rotation_negatives(keys),
                     *backup_negatives(backup_objects),
                     *attachment_negatives((refs[1], blobs[1]), (refs[-1], blobs[-1])),
+                    *consent_negatives(keys, consent_objects),
                 ),
             )
         ),

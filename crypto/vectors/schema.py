@@ -9,6 +9,8 @@ __all__ = [
     "AttachmentVectors",
     "BackupVector",
     "BackupVectors",
+    "ConsentVector",
+    "ConsentVectors",
     "EnvelopeVector",
     "EnvelopeVectors",
     "FingerprintVector",
@@ -143,14 +145,33 @@ class FingerprintVectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     fingerprints: tuple[FingerprintVector, ...]
 
 
+class ConsentVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One signed consent statement with its signed bytes; ``identity`` signed it."""
+
+    name: str
+    description: str
+    identity: str
+    signed_bytes: str
+    statement: str
+
+
+class ConsentVectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """consents.json."""
+
+    format: str
+    description: str
+    consents: tuple[ConsentVector, ...]
+
+
 class NegativeVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An input that must be refused, and the error class this library raises.
 
     ``category`` says how to process ``data``: ``envelope`` (verify against the bundle
     of ``identity``, open as ``reader`` in ``context_id``), ``bundle``, ``rotation``
     (``identity`` is the previous bundle), ``backup`` (open with ``passphrase`` for the
-    bundle of ``identity``) or ``attachment`` (``data`` is the base64 blob, decrypted
-    with ``attachment_key``).
+    bundle of ``identity``), ``attachment`` (``data`` is the base64 blob, decrypted
+    with ``attachment_key``) or ``consent`` (verify the statement against the bundle of
+    ``identity``).
     """
 
     name: str

@@ -31,7 +31,9 @@ from crypto.public import (
     KeyBundle,
     bundle_fingerprint,
     bundle_signed_bytes,
+    consent_signed_bytes,
     decode_bundle,
+    decode_consent,
     decode_envelope,
     decode_key_backup,
     envelope_signed_bytes,
@@ -40,6 +42,7 @@ from crypto.public import (
     safety_number_qr,
     verify_bundle,
     verify_bundle_chain,
+    verify_consent,
     verify_envelope,
     verify_rotation,
     verify_safety_number_qr,
@@ -48,6 +51,7 @@ from crypto.vectors import VECTOR_DIR, VECTOR_FILES, generate
 from crypto.vectors.schema import (
     AttachmentVectors,
     BackupVectors,
+    ConsentVectors,
     EnvelopeVectors,
     FingerprintVectors,
     KeyVectors,
@@ -182,6 +186,19 @@ def test_fingerprint_vectors(vector: object) -> None:
     verify_safety_number_qr(bytes.fromhex(vector.qr_payload), b, a)
 
 
+CONSENTS = msgspec.json.decode((VECTOR_DIR / "consents.json").read_bytes(), type=ConsentVectors)
+
+
+@pytest.mark.parametrize("vector", CONSENTS.consents, ids=lambda v: v.name)
+def test_consent_vectors_verify_and_reproduce_their_signed_bytes(vector: object) -> None:
+    assert isinstance(vector, type(CONSENTS.consents[0]))
+    statement = decode_consent(vector.statement.encode())
+    assert consent_signed_bytes(statement).hex() == vector.signed_bytes
+    verify_consent(statement, _bundle(vector.identity))
+    # Ed25519 is deterministic: the vector's private key re-signs to the same signature.
+    assert _identity(vector.identity)._sign(bytes.fromhex(vector.signed_bytes)) == statement.signature
+
+
 def _refuse(vector: NegativeVector) -> None:
     data = vector.data.encode()
     if vector.category == "envelope":
@@ -204,6 +221,9 @@ def _refuse(vector: NegativeVector) -> None:
         assert vector.identity
         assert vector.passphrase
         open_key_backup(decode_key_backup(data), vector.passphrase, bundle=_bundle(vector.identity))
+    elif vector.category == "consent":
+        assert vector.identity
+        verify_consent(decode_consent(data), _bundle(vector.identity))
     else:
         assert vector.category == "attachment"
         assert vector.attachment_key
