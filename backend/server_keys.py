@@ -17,6 +17,7 @@ from nacl.bindings import (
     randombytes,
 )
 from nacl.exceptions import CryptoError as NaclCryptoError
+from nacl.signing import SigningKey
 
 __all__ = ["SealError", "ServerKeys"]
 
@@ -40,6 +41,16 @@ class ServerKeys:
             raise ValueError("the server key must be 32 bytes")
         self._seal_key = _derive(master, b"confide/seal")
         self._digest_key = _derive(master, b"confide/digest")
+        self._receipt_key = SigningKey(_derive(master, b"confide/receipt"))
+
+    @property
+    def receipt_public_key(self) -> bytes:
+        """The Ed25519 public key that verifies the server's receipts."""
+        return bytes(self._receipt_key.verify_key)
+
+    def sign_receipt(self, message: bytes) -> bytes:
+        """Ed25519 signature over a receipt's canonical bytes."""
+        return bytes(self._receipt_key.sign(message).signature)
 
     def digest(self, purpose: str, value: str) -> bytes:
         """A keyed, purpose-bound digest (HMAC-SHA-256) of ``value``."""

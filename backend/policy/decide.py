@@ -1,13 +1,22 @@
-"""``decide(actor, action, resource) -> Decision``: pure, table-tested, fail closed.
+"""``decide(actor, action, resource, facts) -> Decision``: pure, table-tested, fail closed.
 
-The policy sees only facts that were loaded before it was called; it does no I/O.
-An action it does not know is denied. Organization boundary first: nothing
-crosses organizations, and a resource of another organization is reported as
-``not_found`` so that its existence does not leak.
+The one access-policy function. Every route asks it; nothing else grants access.
+It sees only facts loaded before it was called (in the request's own transaction,
+so a revocation that committed is seen by the very next request); it does no I/O
+and caches nothing. Checks run in one order for every action: organization
+boundary (a resource of another organization is ``not_found``, so its existence
+does not leak), then role, then relationship and consent. An action it does not
+know is denied.
+
+Consent is not the only legal basis: treatment records rest on their own basis
+(GDPR Art. 9(2)(h), HIPAA treatment). What consent allows here (messaging, reading
+and sharing records by its grantee) stops the moment it is revoked or expires;
+records already made are kept as the law requires.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import uuid
 from typing import Literal, assert_never
@@ -16,10 +25,21 @@ import msgspec
 
 from backend.errors import ForbiddenError, NotFoundError
 
-__all__ = ["Action", "Actor", "Decision", "Resource", "decide", "require"]
+__all__ = [
+    "Action",
+    "Actor",
+    "ConsentFact",
+    "Decision",
+    "EmergencyFact",
+    "Facts",
+    "Resource",
+    "decide",
+    "require",
+]
 
 Role = Literal["client", "clinician", "compliance_officer", "admin"]
 STAFF_ROLES: frozenset[str] = frozenset({"clinician", "compliance_officer", "admin"})
+CUSTODIAN_ROLES: frozenset[str] = frozenset({"admin", "compliance_officer"})
 
 
 class Action(enum.StrEnum):
@@ -36,6 +56,29 @@ class Action(enum.StrEnum):
     # a client reads the accounting of disclosures of their own records.
     READ_AUDIT_TRAIL = "audit.read"
     READ_OWN_DISCLOSURES = "audit.read_own_disclosures"
+    # Consent: only the client grants or revokes their own consent.
+    GRANT_CONSENT = "consent.grant"
+    REVOKE_CONSENT = "consent.revoke"
+    LIST_CONSENTS = "consent.list"
+    READ_CONSENT = "consent.read"
+    # A client's data, as consent (or break-glass) allows.
+    READ_CLIENT_RECORD = "client.records.read"
+    SHARE_CLIENT_RECORD = "client.records.share"
+    MESSAGE_CLIENT = "client.messaging"
+    # Break-glass.
+    OPEN_EMERGENCY_ACCESS = "emergency.open"
+    APPROVE_EMERGENCY_ACCESS = "emergency.approve"
+    LIST_EMERGENCY_ACCESS = "emergency.list"
+
+
+# The consent scope each client-data action needs.
+SCOPE_OF: dict[Action, str] = {
+    Action.READ_CLIENT_RECORD: "records.read",
+    Action.SHARE_CLIENT_RECORD: "records.share",
+    Action.MESSAGE_CLIENT: "messaging",
+}
+# What break-glass opens: reading records in an emergency, nothing else.
+EMERGENCY_ACTIONS: frozenset[Action] = frozenset({Action.READ_CLIENT_RECORD})
 
 
 class Actor(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,19 +90,53 @@ class Actor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Resource(msgspec.Struct, frozen=True, kw_only=True):
-    """What is asked about, with the facts the decision needs."""
+    """What is asked about."""
 
     org_id: uuid.UUID
     owner_id: uuid.UUID | None = None
     target_role: Role | None = None
+    client_id: uuid.UUID | None = None
+    grantee_id: uuid.UUID | None = None
+
+
+class ConsentFact(msgspec.Struct, frozen=True, kw_only=True):
+    """One consent of the client concerned, as stored."""
+
+    consent_id: uuid.UUID
+    grantee_type: Literal["clinician", "organization"]
+    grantee_id: uuid.UUID
+    scopes: frozenset[str]
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+    status: Literal["active", "revoked", "expired"]
+
+
+class EmergencyFact(msgspec.Struct, frozen=True, kw_only=True):
+    """One break-glass opening for the client concerned."""
+
+    access_id: uuid.UUID
+    clinician_id: uuid.UUID
+    expires_at: dt.datetime
+    closed: bool
+
+
+class Facts(msgspec.Struct, frozen=True, kw_only=True):
+    """What was loaded about the client concerned, and when."""
+
+    now: dt.datetime
+    treats: bool = False
+    """The actor has a care relationship with the client (they treat them)."""
+    consents: tuple[ConsentFact, ...] = ()
+    emergencies: tuple[EmergencyFact, ...] = ()
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer, with the reason (a code) and the consent that allowed it, if any."""
+    """The answer, with the reason (a code) and what allowed it, if anything."""
 
     allowed: bool
     reason: str
     consent_id: uuid.UUID | None = None
+    emergency_access_id: uuid.UUID | None = None
 
 
 def _deny(reason: str) -> Decision:
@@ -70,8 +147,49 @@ def _allow(reason: str, consent_id: uuid.UUID | None = None) -> Decision:
     return Decision(allowed=True, reason=reason, consent_id=consent_id)
 
 
-def decide(actor: Actor, action: Action, resource: Resource) -> Decision:
-    """Decide whether ``actor`` may perform ``action`` on ``resource``."""
+def _consent_for(actor: Actor, scope: str, facts: Facts) -> ConsentFact | None:
+    for consent in facts.consents:
+        in_force = (
+            consent.status == "active"
+            and consent.valid_from <= facts.now
+            and (consent.valid_until is None or facts.now < consent.valid_until)
+        )
+        # A grant to a clinician names them; a grant to the organization reaches only
+        # the clinicians who treat the client (the care relationship).
+        names_actor = (consent.grantee_type == "clinician" and consent.grantee_id == actor.account_id) or (
+            consent.grantee_type == "organization" and consent.grantee_id == actor.org_id and facts.treats
+        )
+        if in_force and names_actor and scope in consent.scopes:
+            return consent
+    return None
+
+
+def _emergency_for(actor: Actor, facts: Facts) -> EmergencyFact | None:
+    for opening in facts.emergencies:
+        if opening.clinician_id == actor.account_id and not opening.closed and facts.now < opening.expires_at:
+            return opening
+    return None
+
+
+def _client_data(actor: Actor, action: Action, resource: Resource, facts: Facts | None) -> Decision:
+    if resource.client_id is None or facts is None:
+        return _deny("missing_facts")
+    if actor.role == "client":
+        return _allow("self") if resource.client_id == actor.account_id else _deny("not_found")
+    if actor.role != "clinician":
+        return _deny("role")
+    consent = _consent_for(actor, SCOPE_OF[action], facts)
+    if consent is not None:
+        return _allow("consent", consent.consent_id)
+    if action in EMERGENCY_ACTIONS:
+        opening = _emergency_for(actor, facts)
+        if opening is not None:
+            return Decision(allowed=True, reason="emergency", emergency_access_id=opening.access_id)
+    return _deny("no_consent")
+
+
+def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None = None) -> Decision:
+    """Decide whether ``actor`` may perform ``action`` on ``resource`` given ``facts``."""
     if actor.org_id != resource.org_id:
         return _deny("not_found")
     match action:
@@ -103,12 +221,43 @@ def decide(actor: Actor, action: Action, resource: Resource) -> Decision:
             if actor.role != "client" or resource.owner_id != actor.account_id:
                 return _deny("role")
             return _allow("self")
+        case Action.GRANT_CONSENT | Action.REVOKE_CONSENT:
+            # Staff can never create or end a consent on a client's behalf.
+            if actor.role != "client":
+                return _deny("role")
+            if resource.client_id != actor.account_id:
+                return _deny("not_found")
+            return _allow("self")
+        case Action.LIST_CONSENTS:
+            return _allow("filtered_by_role")
+        case Action.READ_CONSENT:
+            if actor.role == "compliance_officer":
+                return _allow("compliance_officer")
+            if actor.account_id in {resource.client_id, resource.grantee_id}:
+                return _allow("party")
+            return _deny("not_found")
+        case Action.READ_CLIENT_RECORD | Action.SHARE_CLIENT_RECORD | Action.MESSAGE_CLIENT:
+            return _client_data(actor, action, resource, facts)
+        case Action.OPEN_EMERGENCY_ACCESS:
+            if actor.role != "clinician":
+                return _deny("role")
+            return _allow("clinician")
+        case Action.APPROVE_EMERGENCY_ACCESS:
+            if actor.role not in CUSTODIAN_ROLES:
+                return _deny("role")
+            if resource.owner_id == actor.account_id:
+                return _deny("dual_control")
+            return _allow("custodian")
+        case Action.LIST_EMERGENCY_ACCESS:
+            if actor.role in {"compliance_officer", "clinician"}:
+                return _allow("filtered_by_role")
+            return _deny("role")
     assert_never(action)
 
 
-def require(actor: Actor, action: Action, resource: Resource) -> Decision:
+def require(actor: Actor, action: Action, resource: Resource, facts: Facts | None = None) -> Decision:
     """:func:`decide`, raising ``NotFoundError``/``ForbiddenError`` on denial."""
-    decision = decide(actor, action, resource)
+    decision = decide(actor, action, resource, facts)
     if decision.allowed:
         return decision
     if decision.reason == "not_found":

@@ -1,0 +1,1 @@
+"""A client's record as clinicians see it, as consent (or break-glass) allows."""

@@ -1,0 +1,1 @@
+"""Consent: client-signed grants and revocations, receipts, break-glass access."""

@@ -1,0 +1,339 @@
+"""SQL for consent events, their projection, and break-glass openings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import asyncpg
+import msgspec
+
+from backend.policy import ConsentFact, EmergencyFact
+
+__all__ = [
+    "ConsentEventRow",
+    "ConsentRow",
+    "EmergencyRow",
+    "account_role",
+    "due_for_expiry",
+    "end_consent",
+    "get_consent",
+    "get_emergency",
+    "insert_consent",
+    "insert_emergency",
+    "insert_event",
+    "list_consents",
+    "list_emergencies",
+    "list_events",
+    "load_facts",
+]
+
+
+class ConsentRow(msgspec.Struct, frozen=True, kw_only=True):
+    """The projection row of a consent."""
+
+    consent_id: uuid.UUID
+    org_id: uuid.UUID
+    client_id: uuid.UUID
+    client_key_version: int
+    grantee_type: str
+    grantee_id: uuid.UUID
+    scopes: list[str]
+    purpose: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime | None
+    status: str
+    granted_at: dt.datetime
+    ended_at: dt.datetime | None
+
+
+class ConsentEventRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event."""
+
+    event_id: uuid.UUID
+    kind: str
+    statement: bytes | None
+    receipt: bytes | None
+    recorded_at: dt.datetime
+
+
+class EmergencyRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A break-glass opening."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    client_id: uuid.UUID
+    clinician_id: uuid.UUID
+    reason: str
+    opened_at: dt.datetime
+    expires_at: dt.datetime
+    approved_by: uuid.UUID | None
+    approved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+
+
+_CONSENT_COLUMNS = """
+    consent_id, org_id, client_id, client_key_version, grantee_type, grantee_id, scopes, purpose,
+    valid_from, valid_until, status, granted_at, ended_at
+"""
+_EMERGENCY_COLUMNS = """
+    id, org_id, client_id, clinician_id, reason, opened_at, expires_at, approved_by, approved_at, closed_at
+"""
+
+
+async def account_role(conn: asyncpg.Connection, account_id: uuid.UUID) -> tuple[uuid.UUID, str, str] | None:
+    """``(org_id, role, status)`` of an account."""
+    row = await conn.fetchrow("SELECT org_id, role, status FROM accounts WHERE id = $1", account_id)
+    return None if row is None else (row["org_id"], row["role"], row["status"])
+
+
+async def get_consent(
+    conn: asyncpg.Connection, consent_id: uuid.UUID, *, lock: bool = False
+) -> ConsentRow | None:
+    """One consent's projection."""
+    sql = _GET_CONSENT_FOR_UPDATE if lock else _GET_CONSENT
+    row = await conn.fetchrow(sql, consent_id)
+    return None if row is None else msgspec.convert(dict(row), ConsentRow)
+
+
+_GET_CONSENT = f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE consent_id = $1"  # noqa: S608 -- fixed columns
+_GET_CONSENT_FOR_UPDATE = _GET_CONSENT + " FOR UPDATE"
+
+
+async def insert_event(
+    conn: asyncpg.Connection,
+    *,
+    event_id: uuid.UUID,
+    consent_id: uuid.UUID,
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    kind: str,
+    statement: bytes | None,
+    receipt: bytes | None,
+    now: dt.datetime,
+) -> None:
+    """Append an event."""
+    await conn.execute(
+        """
+        INSERT INTO consent_events
+            (event_id, consent_id, org_id, client_id, kind, statement, receipt, recorded_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        """,
+        event_id,
+        consent_id,
+        org_id,
+        client_id,
+        kind,
+        statement,
+        receipt,
+        now,
+    )
+
+
+_INSERT_CONSENT = f"""
+    INSERT INTO consents ({_CONSENT_COLUMNS})
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+"""  # noqa: S608 -- fixed columns
+
+
+async def insert_consent(conn: asyncpg.Connection, row: ConsentRow) -> None:
+    """Create the projection of a new grant."""
+    await conn.execute(
+        _INSERT_CONSENT,
+        row.consent_id,
+        row.org_id,
+        row.client_id,
+        row.client_key_version,
+        row.grantee_type,
+        row.grantee_id,
+        row.scopes,
+        row.purpose,
+        row.valid_from,
+        row.valid_until,
+        row.status,
+        row.granted_at,
+        row.ended_at,
+    )
+
+
+async def end_consent(conn: asyncpg.Connection, consent_id: uuid.UUID, status: str, now: dt.datetime) -> None:
+    """Project a revocation or an expiry."""
+    await conn.execute(
+        "UPDATE consents SET status = $2, ended_at = $3 WHERE consent_id = $1 AND status = 'active'",
+        consent_id,
+        status,
+        now,
+    )
+
+
+async def list_events(conn: asyncpg.Connection, consent_id: uuid.UUID) -> list[ConsentEventRow]:
+    """A consent's events, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT event_id, kind, statement, receipt, recorded_at
+        FROM consent_events WHERE consent_id = $1 ORDER BY seq
+        """,
+        consent_id,
+    )
+    return [msgspec.convert(dict(r), ConsentEventRow) for r in rows]
+
+
+async def list_consents(
+    conn: asyncpg.Connection,
+    *,
+    org_id: uuid.UUID,
+    client_id: uuid.UUID | None = None,
+    grantee_ids: tuple[uuid.UUID, ...] | None = None,
+    limit: int = 200,
+) -> list[ConsentRow]:
+    """Consents of an organization, optionally of one client or naming given grantees."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_CONSENT_COLUMNS} FROM consents
+        WHERE org_id = $1
+          AND ($2::uuid IS NULL OR client_id = $2)
+          AND ($3::uuid[] IS NULL OR grantee_id = ANY($3))
+        ORDER BY granted_at DESC, consent_id
+        LIMIT $4
+        """,  # noqa: S608 -- fixed columns
+        org_id,
+        client_id,
+        list(grantee_ids) if grantee_ids is not None else None,
+        limit,
+    )
+    return [msgspec.convert(dict(r), ConsentRow) for r in rows]
+
+
+async def due_for_expiry(conn: asyncpg.Connection, now: dt.datetime, limit: int) -> list[ConsentRow]:
+    """Active consents whose validity has ended, locked (skipping ones locked elsewhere)."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_CONSENT_COLUMNS} FROM consents
+        WHERE status = 'active' AND valid_until <= $1
+        ORDER BY valid_until LIMIT $2 FOR UPDATE SKIP LOCKED
+        """,  # noqa: S608 -- fixed columns
+        now,
+        limit,
+    )
+    return [msgspec.convert(dict(r), ConsentRow) for r in rows]
+
+
+async def treats(conn: asyncpg.Connection, clinician_id: uuid.UUID, client_id: uuid.UUID) -> bool:
+    """Whether a care relationship links the clinician to the client."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM care_relationships WHERE clinician_id = $1 AND client_id = $2", clinician_id, client_id
+    )
+    return found is not None
+
+
+async def load_facts(
+    conn: asyncpg.Connection, client_id: uuid.UUID
+) -> tuple[list[ConsentFact], list[EmergencyFact]]:
+    """Everything the policy needs about one client's consents and break-glass openings."""
+    consents = await conn.fetch(
+        """
+        SELECT consent_id, grantee_type, grantee_id, scopes, valid_from, valid_until, status
+        FROM consents WHERE client_id = $1 AND status = 'active'
+        """,
+        client_id,
+    )
+    openings = await conn.fetch(
+        """
+        SELECT id, clinician_id, expires_at, closed_at IS NOT NULL AS closed
+        FROM emergency_access WHERE client_id = $1 AND closed_at IS NULL
+        """,
+        client_id,
+    )
+    return (
+        [
+            ConsentFact(
+                consent_id=r["consent_id"],
+                grantee_type=r["grantee_type"],
+                grantee_id=r["grantee_id"],
+                scopes=frozenset(r["scopes"]),
+                valid_from=r["valid_from"],
+                valid_until=r["valid_until"],
+                status=r["status"],
+            )
+            for r in consents
+        ],
+        [
+            EmergencyFact(
+                access_id=r["id"],
+                clinician_id=r["clinician_id"],
+                expires_at=r["expires_at"],
+                closed=r["closed"],
+            )
+            for r in openings
+        ],
+    )
+
+
+_INSERT_EMERGENCY = f"""
+    INSERT INTO emergency_access ({_EMERGENCY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+"""  # noqa: S608 -- fixed columns
+
+
+async def insert_emergency(conn: asyncpg.Connection, row: EmergencyRow) -> None:
+    """Record a break-glass opening."""
+    await conn.execute(
+        _INSERT_EMERGENCY,
+        row.id,
+        row.org_id,
+        row.client_id,
+        row.clinician_id,
+        row.reason,
+        row.opened_at,
+        row.expires_at,
+        row.approved_by,
+        row.approved_at,
+        row.closed_at,
+    )
+
+
+async def get_emergency(conn: asyncpg.Connection, access_id: uuid.UUID) -> EmergencyRow | None:
+    """One opening, locked for update."""
+    row = await conn.fetchrow(
+        f"SELECT {_EMERGENCY_COLUMNS} FROM emergency_access WHERE id = $1 FOR UPDATE",  # noqa: S608 -- fixed columns
+        access_id,
+    )
+    return None if row is None else msgspec.convert(dict(row), EmergencyRow)
+
+
+async def approve_emergency(
+    conn: asyncpg.Connection, access_id: uuid.UUID, approver: uuid.UUID, now: dt.datetime
+) -> None:
+    """Record the second person's approval."""
+    await conn.execute(
+        """
+        UPDATE emergency_access SET approved_by = $2, approved_at = $3
+        WHERE id = $1 AND approved_by IS NULL
+        """,
+        access_id,
+        approver,
+        now,
+    )
+
+
+async def close_emergency(conn: asyncpg.Connection, access_id: uuid.UUID, now: dt.datetime) -> None:
+    """End an opening early."""
+    await conn.execute(
+        "UPDATE emergency_access SET closed_at = $2 WHERE id = $1 AND closed_at IS NULL", access_id, now
+    )
+
+
+async def list_emergencies(
+    conn: asyncpg.Connection, *, org_id: uuid.UUID, clinician_id: uuid.UUID | None, limit: int = 200
+) -> list[EmergencyRow]:
+    """Openings of an organization (or of one clinician), newest first."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_EMERGENCY_COLUMNS} FROM emergency_access
+        WHERE org_id = $1 AND ($2::uuid IS NULL OR clinician_id = $2)
+        ORDER BY opened_at DESC LIMIT $3
+        """,  # noqa: S608 -- fixed columns
+        org_id,
+        clinician_id,
+        limit,
+    )
+    return [msgspec.convert(dict(r), EmergencyRow) for r in rows]
