@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import bench_audit_offline, bench_crypto, bench_http
+from tests.bench import bench_audit_offline, bench_crypto, bench_http, bench_policy
 from tests.bench.machine import describe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,12 @@ def _audit_section() -> str:
 
 def main() -> int:
     started = time.perf_counter()
-    sections = [bench_http.markdown(bench_http.run()), _crypto_section(), _audit_section()]
+    sections = [
+        bench_http.markdown(bench_http.run()),
+        _crypto_section(),
+        bench_policy.markdown(bench_policy.run()),
+        _audit_section(),
+    ]
     header = [
         "# Benchmarks",
         "",
