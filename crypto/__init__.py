@@ -3,10 +3,10 @@
 Subpackages, by who may use them:
 
 - :mod:`crypto.public` — wire formats, canonical signed bytes, key validation,
-  signature / key-chain / envelope verification, fingerprints, size limits. No secret
-  key anywhere: the server imports this and :mod:`crypto.errors`, nothing else.
+  signature / key-chain / envelope / consent verification, fingerprints, size limits.
+  No secret key anywhere: the server imports this and :mod:`crypto.errors`, nothing else.
 - :mod:`crypto.client` — recipes that use private keys (generate, sign, seal, open,
-  back up, encrypt attachments). Clients and tests only.
+  back up, encrypt attachments, sign consent statements). Clients and tests only.
 - :mod:`crypto.hazmat` — low-level wrappers the recipes are built from. Avoid.
 - :mod:`crypto.vectors` — known-answer test vectors and their generator.
 

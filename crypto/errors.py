@@ -9,7 +9,8 @@ Every failure of this package is a :class:`CryptoError`. The tree is shallow on 
     │                             non-canonical) or a key of the wrong length
     ├── SignatureError            a signature that does not verify, is malleable, or was
     │                             made by another key than the one expected
-    ├── KeyChainError             a key bundle that does not follow from the previous one
+    ├── KeyChainError             a key bundle that does not follow from the previous one,
+    │                             or is not the key a consent statement names
     ├── RecipientSetError         recipients differ from the expected set (``missing`` and
     │                             ``unexpected`` name the key references)
     ├── ContextError              an authentic envelope presented in the wrong context
@@ -69,7 +70,11 @@ class SignatureError(CryptoError):
 
 
 class KeyChainError(CryptoError):
-    """A key bundle is not a valid successor of the previous bundle of the account."""
+    """A key bundle is not a valid successor of the previous bundle of the account.
+
+    Also raised when a consent statement is checked against a bundle other than the
+    (account, key version) it names.
+    """
 
 
 class RecipientSetError(CryptoError):
