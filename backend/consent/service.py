@@ -58,6 +58,9 @@ __all__ = [
 ]
 
 
+_CLOCK_LEEWAY = dt.timedelta(seconds=60)
+
+
 def _view(row: repo.ConsentRow, now: dt.datetime) -> ConsentView:
     status = row.status
     if status == "active" and row.valid_until is not None and row.valid_until <= now:
@@ -144,6 +147,8 @@ async def grant(
     if statement.action is not ConsentAction.GRANT:
         raise InvalidInputError("This statement is not a grant.")
     now = rt.clock.now()
+    if statement.issued_at > now + _CLOCK_LEEWAY:
+        raise InvalidInputError("The statement is dated in the future.")
     if statement.valid_until is not None and statement.valid_until <= now:
         raise InvalidInputError("The consent would already have expired.")
     if statement.grantee_type == "organization":
@@ -198,7 +203,8 @@ async def grant(
             grantee_id=statement.grantee_id,
             scopes=sorted(statement.scopes),
             purpose=statement.purpose,
-            valid_from=statement.valid_from,
+            # A back-dated grant cannot reach back before the server recorded it.
+            valid_from=max(statement.valid_from, now),
             valid_until=statement.valid_until,
             status="active",
             granted_at=now,

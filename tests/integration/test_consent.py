@@ -332,7 +332,10 @@ async def test_http_matrix_matches_the_policy_table(
             assert (await client.post(url, json=revoke, headers=patient.headers)).status_code == 200
         if state == "expired":
             await db.execute("ALTER TABLE consents DISABLE TRIGGER consents_transition")
-            await db.execute("UPDATE consents SET valid_until = valid_from + interval '1 second'")
+            await db.execute(
+                "UPDATE consents SET valid_from = valid_from - interval '2 hours',"
+                " valid_until = valid_from - interval '1 hour'"
+            )
             await db.execute("ALTER TABLE consents ENABLE TRIGGER consents_transition")
     compliance = await make_staff(client, app, world.clinic.admin, "compliance_officer", "co3@clinic.example")
     outsider_clinic = await make_clinic(client, app, db, slug="outside")
