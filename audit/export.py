@@ -60,6 +60,8 @@ class ExportFilters(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
         subject: Events about this client.
         actor: Events by this account.
         types: Events of these type codes.
+        org: Events of this organization (the agent's ``org``).
+        outcomes: Events with these outcome codes.
     """
 
     since: _Time | None = None
@@ -67,6 +69,8 @@ class ExportFilters(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
     subject: uuid.UUID | None = None
     actor: uuid.UUID | None = None
     types: tuple[_Code, ...] | None = None
+    org: uuid.UUID | None = None
+    outcomes: tuple[Literal[0, 4, 8, 12], ...] | None = None
 
     @property
     def unfiltered(self) -> bool:
@@ -81,6 +85,8 @@ class ExportFilters(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omi
             and (self.subject is None or event.subject == self.subject)
             and (self.actor is None or event.agent.account == self.actor)
             and (self.types is None or event.type in self.types)
+            and (self.org is None or event.agent.org == self.org)
+            and (self.outcomes is None or event.outcome in self.outcomes)
         )
 
 

@@ -12,6 +12,9 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.accounts.controller import AccountsController
+from backend.audit_trail.controller import AuditController, DisclosuresController
+from backend.audit_trail.integrator import Integrator
+from backend.audit_trail.log_key import log_signer
 from backend.auth.controller import AuthController
 from backend.auth.passwords import PasswordService
 from backend.clock import Clock, SystemClock
@@ -32,7 +35,14 @@ __all__ = ["API_VERSION", "create_app", "create_app_from_env", "openapi_config"]
 
 API_VERSION = "0.1.0"
 
-ROUTE_HANDLERS = [HealthController, AuthController, AccountsController, KeysController]
+ROUTE_HANDLERS = [
+    HealthController,
+    AuthController,
+    AccountsController,
+    KeysController,
+    AuditController,
+    DisclosuresController,
+]
 
 
 def openapi_config() -> OpenAPIConfig:
@@ -76,14 +86,27 @@ def create_app(
         keys=ServerKeys(settings.server_key()),
         instance_id=settings.effective_instance_id,
     )
+    log_signer(settings)  # a missing or malformed audit log key stops start-up
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
         runtime.pool = await create_pool(settings, dsn)
+        integrator: Integrator | None = None
+        if settings.audit_integrator:
+            integrator = Integrator(
+                runtime.pool,
+                log_signer(settings),
+                runtime.clock,
+                batch=settings.audit_integrate_batch,
+                interval_s=settings.audit_integrate_interval_s,
+            )
+            integrator.start()
         try:
             yield
         finally:
+            if integrator is not None:
+                await integrator.stop()
             await runtime.pool.close()
             runtime.pool = None
             runtime.passwords.close()

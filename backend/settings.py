@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,8 @@ __all__ = ["STAFF_ROLES", "Settings", "SettingsError", "load_settings"]
 STAFF_ROLES: frozenset[str] = frozenset({"clinician", "compliance_officer", "admin"})
 
 _PREFIX = "CONFIDE_"
+#: Name (= checkpoint origin) of a generated development audit log key.
+DEVELOPMENT_AUDIT_ORIGIN = "localhost/confide-audit/v1"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
@@ -48,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Server worker processes (one per core is a good start)."""
     server: Literal["uvicorn", "granian"] = "uvicorn"
     """ASGI server: ``uvicorn`` (measured faster here) or ``granian``."""
-    instance_id: str = ""
+    instance_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")] = ""
     """Names this process in audit events (``source``); defaults to host name and pid."""
 
     db_pool_min: NonNegative = 2
@@ -62,7 +66,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_acquire_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     """Time a request waits for a pooled connection before a 503."""
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 30.0
-    """Deadline for a whole request; past it the client gets 503 and work is cancelled."""
+    """Deadline for a response to start; past it the client gets 503 and work is cancelled."""
 
     secret_key: str | None = None
     """Base64 of 32 random bytes: keys TOTP seeds at rest and keyed digests."""
@@ -112,6 +116,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576
     """Largest request body accepted (413 beyond)."""
 
+    audit_log_key: str | None = None
+    """Secret key signing audit checkpoints (``PRIVATE+KEY+<origin>+...``, from ``confide audit keygen``)."""
+    audit_log_key_file: str | None = None
+    """File holding the audit log signing key (for example a mounted secret)."""
+    audit_integrator: bool = True
+    """Run the audit log integrator in this process (one instance leads at a time)."""
+    audit_integrate_interval_s: Annotated[float, msgspec.Meta(ge=0.01, le=60)] = 1.0
+    """How often an idle integrator looks for new audit events (a checkpoint follows each batch)."""
+    audit_integrate_batch: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 5_000
+    """Most audit events moved into the log per batch (one transaction, one signed checkpoint)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level."""
     log_format: Literal["json", "console"] = "json"
@@ -143,6 +158,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("CONFIDE_THROTTLE_BASE_DELAY_S must not exceed CONFIDE_THROTTLE_MAX_DELAY_S")
         if self.environment == "production" and self.secret_key is None and not self.secret_key_file:
             raise SettingsError("CONFIDE_SECRET_KEY or CONFIDE_SECRET_KEY_FILE is required in production")
+        if self.environment == "production" and self.audit_log_key is None and not self.audit_log_key_file:
+            raise SettingsError(
+                "CONFIDE_AUDIT_LOG_KEY or CONFIDE_AUDIT_LOG_KEY_FILE is required in production"
+            )
         if self.otel_exporter == "otlp" and not self.otel_endpoint:
             raise SettingsError("CONFIDE_OTEL_ENDPOINT is required when CONFIDE_OTEL_EXPORTER=otlp")
 
@@ -154,7 +173,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def effective_instance_id(self) -> str:
         """The source name written into audit events."""
-        return self.instance_id or f"{os.uname().nodename}-{os.getpid()}"
+        if self.instance_id:
+            return self.instance_id
+        # Audit leaves accept [A-Za-z0-9._:-] after an alphanumeric first character.
+        host = re.sub(r"[^A-Za-z0-9._:-]", "-", os.uname().nodename)[:100].lstrip("._:-") or "host"
+        return f"{host}-{os.getpid()}"
 
     def server_key(self) -> bytes:
         """The 32-byte server key (from the setting, its file, or a generated dev key)."""
@@ -170,6 +193,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             with os.fdopen(fd, "w", encoding="ascii") as fh:
                 fh.write(base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
         return _decode_key(key_path.read_text(encoding="ascii").strip(), str(key_path))
+
+    def audit_log_key_text(self) -> str:
+        """The audit log's secret signing key (setting, its file, or a generated development key)."""
+        if self.audit_log_key is not None:
+            return self.audit_log_key.strip()
+        if self.audit_log_key_file:
+            return Path(self.audit_log_key_file).read_text(encoding="ascii").strip()
+        key_path = Path(self.data_dir) / "audit-log.key"
+        if not key_path.exists():
+            from audit.note import generate_signer  # noqa: PLC0415 -- only development needs a new key
+
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="ascii") as fh:
+                    fh.write(f"{generate_signer(DEVELOPMENT_AUDIT_ORIGIN)}\n")
+        return key_path.read_text(encoding="ascii").strip()
 
 
 def _decode_key(text: str, name: str) -> bytes:

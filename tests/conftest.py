@@ -23,6 +23,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from audit.note import generate_signer
 from backend.app import create_app
 from backend.clock import FrozenClock
 from backend.db.embedded import EmbeddedPostgres
@@ -116,6 +117,9 @@ def make_settings(**overrides: Any) -> Settings:
         "db_pool_max": 4,
         "log_level": "warning",
         "otel_sample_ratio": 1.0,  # record every span so leak tests can read them
+        "audit_log_key": str(generate_signer("test.confide.example/audit/v1")),
+        # Tests integrate audit events explicitly (deterministic); the lifespan task has its own tests.
+        "audit_integrator": False,
     }
     base.update(overrides)
     return load_settings({}, **base)

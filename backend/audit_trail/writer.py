@@ -5,6 +5,13 @@ An event names codes and pseudonymous ids only (FHIR AuditEvent shape): who
 (action code, type, entity type and id), about whom (subject), why (purpose of
 use, consent id), with what outcome. No names, emails, tokens or content.
 The raw network address goes to a separate, short-retention table.
+
+Each event is also encoded once, here, as its Merkle leaf (:func:`audit.leaf.encode_leaf`):
+those exact bytes are stored with the row (the database derives the leaf hash from
+them) and are what the integrator appends to the verifiable log, exports and proofs
+refer to. Mapping to the leaf: ``outcome_reason`` is the leaf ``subtype``; an agent
+without a role is ``anonymous``; the network address is the keyed digest, in hex; an
+entity is recorded only with its id.
 """
 
 from __future__ import annotations
@@ -18,7 +25,22 @@ from typing import Literal
 import asyncpg
 import msgspec
 
-__all__ = ["Action", "AuditContext", "AuditEvent", "NotInTransactionError", "Outcome", "record"]
+from audit.leaf import AuditAgent, AuditEntity, encode_leaf, format_recorded
+from audit.leaf import AuditEvent as LeafEvent
+
+__all__ = [
+    "ANONYMOUS_ROLE",
+    "Action",
+    "AuditContext",
+    "AuditEvent",
+    "NotInTransactionError",
+    "Outcome",
+    "build_leaf",
+    "record",
+]
+
+#: Leaf role of an event without an authenticated agent (a failed login, a CLI bootstrap).
+ANONYMOUS_ROLE = "anonymous"
 
 
 class Action(enum.StrEnum):
@@ -74,8 +96,8 @@ _INSERT = """
 INSERT INTO audit_events (
     event_id, recorded_at, org_id, action, event_type, outcome, outcome_reason,
     agent_account_id, agent_role, agent_address_digest, source_instance,
-    entity_type, entity_id, subject_id, purpose_of_use, request_id, consent_id
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+    entity_type, entity_id, subject_id, purpose_of_use, request_id, consent_id, leaf
+) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
 """
 
 _INSERT_ADDRESS = "INSERT INTO audit_addresses (event_id, address, recorded_at) VALUES ($1, $2, $3)"
@@ -87,10 +109,17 @@ async def record(
     context: AuditContext,
     at: dt.datetime,
 ) -> uuid.UUID:
-    """Insert ``event``; refuses to run outside a transaction."""
+    """Insert ``event`` with its leaf bytes; refuses to run outside a transaction.
+
+    Raises:
+        NotInTransactionError: Called outside a transaction.
+        audit.errors.AuditFormatError: The event cannot be a leaf (an unknown purpose
+            code, an oversized field): the action fails with it.
+    """
     if not conn.is_in_transaction():
         raise NotInTransactionError
     event_id = uuid.uuid4()
+    leaf = build_leaf(event_id, event, context, at)
     await conn.execute(
         _INSERT,
         event_id,
@@ -110,11 +139,43 @@ async def record(
         event.purpose_of_use,
         context.request_id,
         event.consent_id,
+        leaf,
     )
     address = _parse_address(context.address)
     if address is not None:
         await conn.execute(_INSERT_ADDRESS, event_id, address, at)
     return event_id
+
+
+def build_leaf(event_id: uuid.UUID, event: AuditEvent, context: AuditContext, at: dt.datetime) -> bytes:
+    """The canonical leaf bytes of one event (what is hashed, stored and exported)."""
+    digest = context.address_digest
+    return encode_leaf(
+        LeafEvent(
+            id=event_id,
+            recorded=format_recorded(at),
+            action=event.action.value,
+            type=event.event_type,
+            subtype=event.outcome_reason,
+            outcome=int(event.outcome),  # type: ignore[arg-type]  # Outcome's values are the leaf's codes
+            agent=AuditAgent(
+                account=event.agent_account_id,
+                role=event.agent_role or ANONYMOUS_ROLE,
+                org=event.org_id,
+                network=digest.hex() if digest is not None else None,
+            ),
+            source=context.source_instance,
+            entity=(
+                AuditEntity(type=event.entity_type, id=str(event.entity_id))
+                if event.entity_type is not None and event.entity_id is not None
+                else None
+            ),
+            subject=event.subject_id,
+            purpose=event.purpose_of_use,  # type: ignore[arg-type]  # checked by encode_leaf, fails closed
+            request=context.request_id,
+            consent=event.consent_id,
+        )
+    )
 
 
 def _parse_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -24,7 +24,7 @@ from backend.http.context import request_id_var
 
 __all__ = ["RequestContextMiddleware"]
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{7,63}$")
 _log = structlog.get_logger("confide.access")
 _tracer = trace.get_tracer("confide.http")
 
@@ -64,22 +64,18 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder: dict[str, int] = {"status": 500, "started": 0}
         is_docs = scope["path"].startswith("/schema")
+        deadline = asyncio.timeout(self.request_timeout_s)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = int(message["status"])
                 status_holder["started"] = 1
-                headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers.append((b"x-request-id", request_id.encode("ascii")))
-                for name, value in _SECURITY_HEADERS:
-                    if name in present:
-                        continue
-                    if name == b"content-security-policy" and is_docs:
-                        headers.append((name, _DOCS_CSP))
-                    else:
-                        headers.append((name, value))
-                message["headers"] = headers
+                # The deadline bounds the work before the answer starts; a streamed body
+                # (the audit export) is bounded by its route and the database timeouts.
+                deadline.reschedule(None)
+                message["headers"] = _response_headers(
+                    message.get("headers", []), request_id, is_docs=is_docs
+                )
             await send(message)
 
         with _tracer.start_as_current_span(f"{method} request", kind=SpanKind.SERVER) as span:
@@ -87,7 +83,7 @@ class RequestContextMiddleware:
             trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else None
             structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
             try:
-                async with asyncio.timeout(self.request_timeout_s):
+                async with deadline:
                     await self.app(scope, receive, send_wrapper)
             except TimeoutError:
                 if status_holder["started"]:
@@ -137,6 +133,21 @@ async def _send_timeout(send: Send) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _response_headers(given: Any, request_id: str, *, is_docs: bool) -> list[tuple[bytes, bytes]]:
+    """The response's headers plus the request id and the security headers it lacks."""
+    headers: list[tuple[bytes, bytes]] = list(given)
+    present = {name.lower() for name, _ in headers}
+    headers.append((b"x-request-id", request_id.encode("ascii")))
+    for name, value in _SECURITY_HEADERS:
+        if name in present:
+            continue
+        if name == b"content-security-policy" and is_docs:
+            headers.append((name, _DOCS_CSP))
+        else:
+            headers.append((name, value))
+    return headers
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -80,13 +80,15 @@ async def test_database_rejects_malformed_events(db: asyncpg.Connection) -> None
     """The table's checks hold even for code that bypasses the writer."""
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute(
-            "INSERT INTO audit_events (event_id, recorded_at, action, event_type, outcome, source_instance)"
-            " VALUES ($1, now(), 'X', 'a.b', 0, 's')",
+            "INSERT INTO audit_events"
+            " (event_id, recorded_at, action, event_type, outcome, source_instance, leaf)"
+            " VALUES ($1, now(), 'X', 'a.b', 0, 's', '{}')",
             uuid.uuid4(),
         )
     with pytest.raises(asyncpg.CheckViolationError):
         await db.execute(
-            "INSERT INTO audit_events (event_id, recorded_at, action, event_type, outcome, source_instance)"
-            " VALUES ($1, now(), 'R', 'Has Spaces and PII@example.org', 0, 's')",
+            "INSERT INTO audit_events"
+            " (event_id, recorded_at, action, event_type, outcome, source_instance, leaf)"
+            " VALUES ($1, now(), 'R', 'Has Spaces and PII@example.org', 0, 's', '{}')",
             uuid.uuid4(),
         )

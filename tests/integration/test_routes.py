@@ -18,6 +18,7 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/invites/{code:str}/redeem"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
+    ("GET", "/v1/audit/log-key"),  # the audit log's public key: what verifiers must trust
 }
 
 

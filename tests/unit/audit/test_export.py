@@ -268,6 +268,10 @@ def test_filters_match_each_field() -> None:
     assert ExportFilters(subject=event.subject, actor=event.agent.account).matches(event)
     assert not ExportFilters(subject=event.id).matches(event)
     assert not ExportFilters(actor=event.id).matches(event)
+    assert ExportFilters(org=event.agent.org, outcomes=(event.outcome,)).matches(event)
+    assert not ExportFilters(org=event.id).matches(event)
+    assert not ExportFilters(outcomes=tuple(o for o in (0, 4, 8, 12) if o != event.outcome)).matches(event)
+    assert not ExportFilters(org=event.agent.org).unfiltered
 
 
 def test_filtered_export_needs_proofs_and_bytes(small_log: Log, log_signer: NoteSigner) -> None:

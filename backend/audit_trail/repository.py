@@ -1,0 +1,302 @@
+"""SQL for the verifiable log: pending queue, leaves, tree nodes, checkpoints, cosignatures.
+
+Returns Structs and bytes; raises nothing of its own. Event searches live in
+:mod:`backend.audit_trail.event_queries`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import msgspec
+
+from audit.merkle import NodeID, TreeNode
+
+__all__ = [
+    "CheckpointRow",
+    "CosignatureRow",
+    "LeafRow",
+    "LogLeafRow",
+    "PendingRow",
+    "PendingStatus",
+    "TreeState",
+    "checkpoint",
+    "cosignatures",
+    "fetch_nodes",
+    "insert_checkpoint",
+    "insert_cosignature",
+    "insert_log",
+    "insert_nodes",
+    "latest_checkpoint",
+    "leaf_at",
+    "lock_tree_state",
+    "log_leaves",
+    "pending_status",
+    "take_pending",
+    "tree_state",
+    "update_tree_state",
+]
+
+
+class TreeState(msgspec.Struct, frozen=True):
+    """The integrator's state row: size, compact range (largest subtree first), root."""
+
+    size: int
+    compact: list[bytes]
+    root: bytes
+
+
+class PendingRow(msgspec.Struct, frozen=True):
+    """A queued event: its sequence number, leaf hash and recorded time."""
+
+    seq: int
+    leaf_hash: bytes
+    recorded_at: dt.datetime
+
+
+class LogLeafRow(msgspec.Struct, frozen=True):
+    """A stored leaf, as re-read before signing: the log's hash and the event's bytes."""
+
+    leaf_hash: bytes
+    leaf: bytes
+
+
+class CheckpointRow(msgspec.Struct, frozen=True):
+    """A signed checkpoint."""
+
+    size: int
+    root: bytes
+    note: str
+    created_at: dt.datetime
+
+
+class CosignatureRow(msgspec.Struct, frozen=True):
+    """A witness's cosignature line on a checkpoint."""
+
+    witness_key: str
+    signature_line: str
+    cosigned_at: int
+
+
+class PendingStatus(msgspec.Struct, frozen=True):
+    """How far the log is behind the events written."""
+
+    pending: int
+    oldest_recorded_at: dt.datetime | None
+
+
+async def lock_tree_state(conn: asyncpg.Connection) -> TreeState | None:
+    """Lock the state row, or ``None`` if another integrator holds it (it leads)."""
+    row = await conn.fetchrow(
+        "SELECT size, compact, root FROM audit_tree_state WHERE id = 1 FOR UPDATE SKIP LOCKED"
+    )
+    return None if row is None else TreeState(row["size"], list(row["compact"]), row["root"])
+
+
+async def tree_state(conn: asyncpg.Connection) -> TreeState:
+    """Read the state row without locking it."""
+    row = await conn.fetchrow("SELECT size, compact, root FROM audit_tree_state WHERE id = 1")
+    if row is None:  # pragma: no cover -- the migration inserts the row and a trigger keeps it
+        raise RuntimeError("audit_tree_state has no row")
+    return TreeState(row["size"], list(row["compact"]), row["root"])
+
+
+async def take_pending(conn: asyncpg.Connection, limit: int) -> list[PendingRow]:
+    """Dequeue up to ``limit`` committed events, oldest sequence first (the caller holds the lock)."""
+    rows = await conn.fetch(
+        """
+        WITH taken AS (
+            DELETE FROM audit_pending
+            WHERE event_seq IN (SELECT event_seq FROM audit_pending ORDER BY event_seq LIMIT $1)
+            RETURNING event_seq
+        )
+        SELECT e.seq, e.leaf_hash, e.recorded_at
+        FROM taken JOIN audit_events e ON e.seq = taken.event_seq
+        ORDER BY e.seq
+        """,
+        limit,
+    )
+    return [PendingRow(r["seq"], r["leaf_hash"], r["recorded_at"]) for r in rows]
+
+
+async def insert_log(
+    conn: asyncpg.Connection, first_index: int, seqs: Sequence[int], leaf_hashes: Sequence[bytes]
+) -> None:
+    """Append leaves ``first_index, first_index + 1, ...`` (dense by construction)."""
+    await conn.execute(
+        """
+        INSERT INTO audit_log (idx, event_seq, leaf_hash)
+        SELECT $1::bigint + n.ord - 1, n.seq, n.hash
+        FROM unnest($2::bigint[], $3::bytea[]) WITH ORDINALITY AS n(seq, hash, ord)
+        """,
+        first_index,
+        list(seqs),
+        list(leaf_hashes),
+    )
+
+
+async def insert_nodes(conn: asyncpg.Connection, nodes: Sequence[TreeNode]) -> None:
+    """Store complete subtrees of level >= 1 (written once; a duplicate is an error)."""
+    if not nodes:
+        return
+    await conn.execute(
+        """
+        INSERT INTO audit_tree_node (level, idx, hash)
+        SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
+        """,
+        [n.level for n in nodes],
+        [n.index for n in nodes],
+        [n.hash for n in nodes],
+    )
+
+
+async def log_leaves(conn: asyncpg.Connection, lo: int, hi: int) -> list[LogLeafRow]:
+    """Stored leaf hashes and leaf bytes of indexes ``[lo, hi)``, in index order."""
+    rows = await conn.fetch(
+        """
+        SELECT l.leaf_hash, e.leaf
+        FROM audit_log l JOIN audit_events e ON e.seq = l.event_seq
+        WHERE l.idx >= $1 AND l.idx < $2
+        ORDER BY l.idx
+        """,
+        lo,
+        hi,
+    )
+    return [LogLeafRow(r["leaf_hash"], r["leaf"]) for r in rows]
+
+
+async def fetch_nodes(conn: asyncpg.Connection, nodes: Sequence[NodeID]) -> dict[NodeID, bytes]:
+    """Stored hashes of the given complete subtrees (level 0 from the log); absent ones are left out."""
+    leaves = [n.index for n in nodes if n.level == 0]
+    inner = [n for n in nodes if n.level > 0]
+    rows = await conn.fetch(
+        """
+        SELECT 0 AS level, idx, leaf_hash AS hash FROM audit_log WHERE idx = ANY($1::bigint[])
+        UNION ALL
+        SELECT t.level, t.idx, t.hash
+        FROM audit_tree_node t
+        JOIN unnest($2::smallint[], $3::bigint[]) AS n(level, idx) USING (level, idx)
+        """,
+        leaves,
+        [n.level for n in inner],
+        [n.index for n in inner],
+    )
+    return {NodeID(r["level"], r["idx"]): r["hash"] for r in rows}
+
+
+async def insert_checkpoint(
+    conn: asyncpg.Connection, size: int, root: bytes, note: str, at: dt.datetime
+) -> None:
+    """Store a signed checkpoint."""
+    await conn.execute(
+        "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)",
+        size,
+        root,
+        note,
+        at,
+    )
+
+
+async def update_tree_state(
+    conn: asyncpg.Connection, size: int, compact: Sequence[bytes], root: bytes, at: dt.datetime
+) -> None:
+    """Move the state row forward (the caller holds its lock)."""
+    await conn.execute(
+        "UPDATE audit_tree_state SET size = $1, compact = $2, root = $3, updated_at = $4 WHERE id = 1",
+        size,
+        list(compact),
+        root,
+        at,
+    )
+
+
+_CHECKPOINT_COLUMNS = "size, root, note, created_at"
+
+
+def _checkpoint(row: asyncpg.Record | None) -> CheckpointRow | None:
+    return None if row is None else CheckpointRow(row["size"], row["root"], row["note"], row["created_at"])
+
+
+async def latest_checkpoint(conn: asyncpg.Connection) -> CheckpointRow | None:
+    """The newest signed checkpoint."""
+    row = await conn.fetchrow(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY size DESC LIMIT 1"  # noqa: S608 -- constant column list
+    )
+    return _checkpoint(row)
+
+
+async def checkpoint(conn: asyncpg.Connection, size: int) -> CheckpointRow | None:
+    """The signed checkpoint of tree size ``size``."""
+    row = await conn.fetchrow(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE size = $1",  # noqa: S608 -- constant column list
+        size,
+    )
+    return _checkpoint(row)
+
+
+async def cosignatures(conn: asyncpg.Connection, size: int) -> list[CosignatureRow]:
+    """Stored cosignatures of one checkpoint, oldest first."""
+    rows = await conn.fetch(
+        """
+        SELECT witness_key, signature_line, cosigned_at FROM audit_cosignatures
+        WHERE checkpoint_size = $1 ORDER BY received_at, witness_key
+        """,
+        size,
+    )
+    return [CosignatureRow(r["witness_key"], r["signature_line"], r["cosigned_at"]) for r in rows]
+
+
+async def insert_cosignature(
+    conn: asyncpg.Connection, size: int, cosignature: CosignatureRow, at: dt.datetime
+) -> bool:
+    """Store a cosignature; ``False`` if this witness key already cosigned this checkpoint."""
+    status: str = await conn.execute(
+        """
+        INSERT INTO audit_cosignatures
+            (checkpoint_size, witness_key, signature_line, cosigned_at, received_at)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
+        """,
+        size,
+        cosignature.witness_key,
+        cosignature.signature_line,
+        cosignature.cosigned_at,
+        at,
+    )
+    return status.endswith(" 1")
+
+
+class LeafRow(msgspec.Struct, frozen=True):
+    """A leaf of the log with its event's organization."""
+
+    org_id: uuid.UUID | None
+    leaf: bytes
+    leaf_hash: bytes
+
+
+async def leaf_at(conn: asyncpg.Connection, index: int) -> LeafRow | None:
+    """Leaf ``index``: its event's organization, exact bytes and the log's leaf hash."""
+    row = await conn.fetchrow(
+        """
+        SELECT e.org_id, e.leaf, l.leaf_hash
+        FROM audit_log l JOIN audit_events e ON e.seq = l.event_seq WHERE l.idx = $1
+        """,
+        index,
+    )
+    return None if row is None else LeafRow(row["org_id"], row["leaf"], row["leaf_hash"])
+
+
+async def pending_status(conn: asyncpg.Connection) -> PendingStatus:
+    """Queued events and the recorded time of the oldest one."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT count(*) FROM audit_pending) AS pending,
+               (SELECT min(e.recorded_at) FROM audit_pending p JOIN audit_events e ON e.seq = p.event_seq)
+               AS oldest
+        """
+    )
+    if row is None:  # pragma: no cover -- a query without FROM returns one row
+        return PendingStatus(0, None)
+    return PendingStatus(row["pending"], row["oldest"])
