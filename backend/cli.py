@@ -1,4 +1,4 @@
-"""The ``confide`` command: serve, migrate, bootstrap an admin, print the OpenAPI document."""
+"""The ``confide`` command: serve, migrate, bootstrap an admin, OpenAPI, the audit log tools."""
 
 from __future__ import annotations
 
@@ -147,6 +147,137 @@ def cmd_admin_create(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _vkey(value: str) -> str:
+    """A verifier key given inline or as ``@file``."""
+    if value.startswith("@"):
+        from pathlib import Path  # noqa: PLC0415
+
+        return Path(value[1:]).read_text(encoding="ascii").strip()
+    return value
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Verify an export offline (audit package only)."""
+    from audit.cli import verify_command  # noqa: PLC0415
+
+    return verify_command(
+        args.file,
+        [_vkey(k) for k in args.log_key],
+        out=sys.stdout,
+        witness_keys=[_vkey(k) for k in args.witness_key or []],
+        require_complete=args.require_complete,
+    )
+
+
+def cmd_audit_consistency(args: argparse.Namespace) -> int:
+    """Check a kept checkpoint against a newer one with the server's proof."""
+    from audit.cli import consistency_command  # noqa: PLC0415
+
+    return consistency_command(
+        args.old, args.new, args.proof, [_vkey(k) for k in args.log_key], out=sys.stdout
+    )
+
+
+def cmd_audit_keygen(args: argparse.Namespace) -> int:
+    """Create a log (or witness) signing key."""
+    from audit.cli import keygen_command  # noqa: PLC0415
+
+    return keygen_command(args.name, args.out, out=sys.stdout, witness=args.witness)
+
+
+def cmd_audit_integrate(args: argparse.Namespace) -> int:
+    """Move pending audit events into the log and sign checkpoints (once, or in a loop)."""
+    import asyncpg  # noqa: PLC0415
+
+    from backend.audit_trail.integrator import Integrator  # noqa: PLC0415
+    from backend.audit_trail.log_key import log_signer  # noqa: PLC0415
+    from backend.clock import SystemClock  # noqa: PLC0415
+
+    settings = _settings()
+    try:
+        signer = log_signer(settings)
+    except SettingsError as exc:
+        print(f"confide: configuration error: {exc}", file=sys.stderr)
+        return 2
+    dsn = _database_url(settings)
+
+    async def run() -> int:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        try:
+            integrator = Integrator(
+                pool,
+                signer,
+                SystemClock(),
+                batch=args.batch or settings.audit_integrate_batch,
+                interval_s=settings.audit_integrate_interval_s,
+            )
+            await integrator.run(until_idle=not args.loop)
+        finally:
+            await pool.close()
+        status = integrator.status
+        print(f"integrated {status.integrated} events; tree size {status.size}; errors {status.errors}")
+        return 1 if status.errors else 0
+
+    return asyncio.run(run())
+
+
+def cmd_audit_witness(args: argparse.Namespace) -> int:
+    """Witness the log: accept only consistent checkpoints, cosign them."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from audit.cli import EXIT_USAGE  # noqa: PLC0415
+    from audit.errors import AuditFormatError  # noqa: PLC0415
+    from audit.note import COSIGNATURE_V1, NoteSigner, VerifierKey  # noqa: PLC0415
+    from backend.audit_trail.witness import HttpClient, WitnessError, witness_once  # noqa: PLC0415
+
+    try:
+        log_key = VerifierKey.parse(_vkey(args.log_key))
+        witness = NoteSigner.parse(Path(args.key).read_text(encoding="ascii"), COSIGNATURE_V1)
+        http = HttpClient(args.server, Path(args.token_file).read_text(encoding="ascii").strip())
+    except (AuditFormatError, OSError, WitnessError) as exc:
+        print(f"confide: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return witness_once(http, log_key=log_key, witness=witness, state_path=Path(args.state), out=sys.stdout)
+
+
+def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="the verifiable audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    verify = audit.add_parser("verify", help="verify a JSON Lines export offline")
+    verify.add_argument("file")
+    verify.add_argument("--log-key", action="append", required=True, help="log verifier key (or @file)")
+    verify.add_argument("--witness-key", action="append", help="require this witness's cosignature")
+    verify.add_argument("--require-complete", action="store_true", help="refuse a filtered export")
+    verify.set_defaults(func=cmd_audit_verify)
+
+    consistency = audit.add_parser("consistency", help="check that a newer checkpoint extends a kept one")
+    consistency.add_argument("old")
+    consistency.add_argument("new")
+    consistency.add_argument("--proof", required=True, help="file: one base64 hash per line")
+    consistency.add_argument("--log-key", action="append", required=True, help="log verifier key (or @file)")
+    consistency.set_defaults(func=cmd_audit_consistency)
+
+    keygen = audit.add_parser("keygen", help="create a log (or witness) signing key")
+    keygen.add_argument("--name", required=True, help="key name; for a log, the checkpoint origin")
+    keygen.add_argument("--out", required=True, help="secret key file to create (mode 0600)")
+    keygen.add_argument("--witness", action="store_true", help="a witness cosigning key (type 0x04)")
+    keygen.set_defaults(func=cmd_audit_keygen)
+
+    integrate = audit.add_parser("integrate", help="integrate pending events and sign a checkpoint")
+    integrate.add_argument("--loop", action="store_true", help="keep running")
+    integrate.add_argument("--batch", type=int, help="events per batch")
+    integrate.set_defaults(func=cmd_audit_integrate)
+
+    witness = audit.add_parser("witness", help="witness the log and cosign consistent checkpoints")
+    witness.add_argument("--server", required=True, help="base URL of the Confide API")
+    witness.add_argument("--state", required=True, help="file keeping the last accepted checkpoint")
+    witness.add_argument("--key", required=True, help="the witness's secret key file")
+    witness.add_argument("--log-key", required=True, help="the log's verifier key (or @file)")
+    witness.add_argument("--token-file", required=True, help="a compliance officer's session token")
+    witness.set_defaults(func=cmd_audit_witness)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="confide", description="Confide clinical messaging backend")
@@ -170,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True, help="the admin's display name")
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     create.set_defaults(func=cmd_admin_create)
+    _audit_parser(sub)
     return parser
 
 

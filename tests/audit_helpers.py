@@ -46,20 +46,30 @@ async def wait_for(check: Callable[[], Awaitable[bool]], *, deadline_s: float = 
         await asyncio.sleep(0.02)
 
 
+async def _set_triggers(conn: asyncpg.Connection, tables: list[str], *, enabled: bool) -> None:
+    for table in tables:
+        if not enabled:
+            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            continue
+        names = await conn.fetch(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal", table
+        )
+        for row in names:
+            await conn.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {row['tgname']}")
+
+
 async def without_triggers(conn: asyncpg.Connection, tables: list[str], sql: str, *args: Any) -> None:
     """Run ``sql`` as the superuser with the append-only triggers of ``tables`` disabled."""
     async with conn.transaction():
-        for table in tables:
-            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        await _set_triggers(conn, tables, enabled=False)
         await conn.execute(sql, *args)
-        for table in tables:
-            await conn.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER USER")
+        await _set_triggers(conn, tables, enabled=True)
 
 
-async def rewrite_tail(conn: asyncpg.Connection, keep: int, *, drop_event: bool = False) -> None:
+async def rewrite_tail(conn: asyncpg.Connection, keep: int, *, drop: int = 0) -> None:
     """Roll the log back to ``keep`` leaves as a superuser would; re-queue the removed events.
 
-    With ``drop_event`` the first removed event is not re-queued (history rewritten).
+    The first ``drop`` removed events are not re-queued (history rewritten).
     """
     tables = ["audit_log", "audit_tree_node", "audit_checkpoints", "audit_cosignatures", "audit_tree_state"]
     seqs = [
@@ -67,8 +77,7 @@ async def rewrite_tail(conn: asyncpg.Connection, keep: int, *, drop_event: bool 
         for r in await conn.fetch("SELECT event_seq FROM audit_log WHERE idx >= $1 ORDER BY idx", keep)
     ]
     async with conn.transaction():
-        for table in tables:
-            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+        await _set_triggers(conn, tables, enabled=False)
         await conn.execute("DELETE FROM audit_log WHERE idx >= $1", keep)
         await conn.execute("DELETE FROM audit_tree_node WHERE (idx + 1) << level > $1", keep)
         await conn.execute("DELETE FROM audit_cosignatures WHERE checkpoint_size > $1", keep)
@@ -84,7 +93,6 @@ async def rewrite_tail(conn: asyncpg.Connection, keep: int, *, drop_event: bool 
             list(compact.hashes),
             compact.root(),
         )
-        requeue = seqs[1:] if drop_event else seqs
+        requeue = seqs[drop:]
         await conn.execute("INSERT INTO audit_pending SELECT unnest($1::bigint[])", requeue)
-        for table in tables:
-            await conn.execute(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER USER")
+        await _set_triggers(conn, tables, enabled=True)
