@@ -17,7 +17,9 @@ from backend.audit_trail.integrator import Integrator
 from backend.audit_trail.log_key import log_signer
 from backend.auth.controller import AuthController
 from backend.auth.passwords import PasswordService
+from backend.clients.controller import ClientsController
 from backend.clock import Clock, SystemClock
+from backend.consent.controller import ConsentController, EmergencyAccessController
 from backend.db.database import resolve_database_url
 from backend.db.pool import create_pool
 from backend.health.controller import HealthController
@@ -26,6 +28,7 @@ from backend.http.deps import dependencies
 from backend.http.middleware import RequestContextMiddleware
 from backend.http.problems import exception_handlers
 from backend.keys.controller import KeysController
+from backend.messaging.controller import ConversationsController
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
@@ -42,6 +45,10 @@ ROUTE_HANDLERS = [
     KeysController,
     AuditController,
     DisclosuresController,
+    ConsentController,
+    EmergencyAccessController,
+    ClientsController,
+    ConversationsController,
 ]
 
 

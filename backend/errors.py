@@ -8,6 +8,7 @@ text; the HTTP layer maps them to RFC 9457 problem documents in one place
 ::
 
     DomainError
+    ├── InvalidCursorError       400  a pagination cursor that is not ours
     ├── InvalidInputError        422  input well-formed but unacceptable
     │   └── WeakPasswordError    422
     ├── AuthenticationError      401  no valid credentials or session
@@ -31,6 +32,7 @@ __all__ = [
     "ConflictError",
     "DomainError",
     "ForbiddenError",
+    "InvalidCursorError",
     "InvalidInputError",
     "MfaEnrollmentRequiredError",
     "MfaRequiredError",
@@ -55,6 +57,15 @@ class DomainError(Exception):
         self.detail = detail or self.default_detail
         self.extra = extra or {}
         super().__init__(self.detail)
+
+
+class InvalidCursorError(DomainError):
+    """A pagination cursor that was forged, altered, or made for another listing."""
+
+    status = 400
+    slug = "invalid-cursor"
+    title = "Invalid cursor"
+    default_detail = "The cursor is not valid for this listing."
 
 
 class InvalidInputError(DomainError):

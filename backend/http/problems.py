@@ -61,6 +61,13 @@ class ProblemField(msgspec.Struct, frozen=True):
     message: str
 
 
+class KeyRefView(msgspec.Struct, frozen=True):
+    """An (account, key version) pair named by a recipients problem."""
+
+    account_id: str
+    key_version: int
+
+
 class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     """An RFC 9457 problem document."""
 
@@ -71,6 +78,8 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     request_id: str | None = None
     errors: list[ProblemField] | None = None
     retry_after: int | None = None
+    missing_keys: list[KeyRefView] | None = None
+    unexpected_keys: list[KeyRefView] | None = None
 
 
 def problem_response(
@@ -82,6 +91,8 @@ def problem_response(
     errors: list[ProblemField] | None = None,
     headers: dict[str, str] | None = None,
     retry_after: int | None = None,
+    missing_keys: list[KeyRefView] | None = None,
+    unexpected_keys: list[KeyRefView] | None = None,
 ) -> Response[Problem]:
     """Build the response for one problem."""
     all_headers = dict(headers or {})
@@ -96,6 +107,8 @@ def problem_response(
             request_id=current_request_id(),
             errors=errors,
             retry_after=retry_after,
+            missing_keys=missing_keys,
+            unexpected_keys=unexpected_keys,
         ),
         status_code=status,
         media_type=PROBLEM_MEDIA_TYPE,
@@ -153,7 +166,23 @@ _CRYPTO_PROBLEMS: tuple[tuple[type[CryptoError], int, str, str, str], ...] = (
 )  # fmt: skip
 
 
+def _refs(refs: frozenset[Any]) -> list[KeyRefView]:
+    ordered = sorted(refs, key=lambda r: (str(r.account_id), r.key_version))
+    return [KeyRefView(account_id=str(r.account_id), key_version=int(r.key_version)) for r in ordered]
+
+
 def _crypto_error(_: Request[Any, Any, Any], exc: CryptoError) -> Response[Problem]:
+    if isinstance(exc, RecipientSetError):
+        # Name the stale or missing keys (ids and versions only), so the sender can refetch
+        # the members' keys and re-encrypt.
+        return problem_response(
+            409,
+            "recipients-mismatch",
+            "Recipients do not match",
+            "The envelope's recipients are not exactly the current keys of its readers.",
+            missing_keys=_refs(exc.missing),
+            unexpected_keys=_refs(exc.unexpected),
+        )
     for cls, status, slug, title, detail in _CRYPTO_PROBLEMS:
         if isinstance(exc, cls):
             return problem_response(status, slug, title, detail)

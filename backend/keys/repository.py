@@ -11,6 +11,7 @@ import msgspec
 __all__ = [
     "BackupRow",
     "BundleRow",
+    "current_bundles",
     "account_org",
     "get_backup",
     "insert_bundle",
@@ -93,6 +94,19 @@ async def insert_bundle(
         bundle_created_at,
         now,
     )
+
+
+async def current_bundles(conn: asyncpg.Connection, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    """Each account's current bundle (its latest version, when not revoked), as stored."""
+    rows = await conn.fetch(
+        """
+        SELECT DISTINCT ON (account_id) account_id, bundle, revoked_at
+        FROM key_bundles WHERE account_id = ANY($1::uuid[])
+        ORDER BY account_id, key_version DESC
+        """,
+        account_ids,
+    )
+    return {r["account_id"]: r["bundle"] for r in rows if r["revoked_at"] is None}
 
 
 async def revoke_bundle(

@@ -65,6 +65,13 @@ class Action(enum.StrEnum):
     READ_CLIENT_RECORD = "client.records.read"
     SHARE_CLIENT_RECORD = "client.records.share"
     MESSAGE_CLIENT = "client.messaging"
+    # Conversations: clinicians start them; members read and send; a clinician member
+    # manages membership; a support-group client joins by their own consent.
+    CREATE_CONVERSATION = "conversation.create"
+    READ_CONVERSATION = "conversation.read"
+    SEND_MESSAGE = "conversation.send"
+    MANAGE_MEMBERS = "conversation.manage_members"
+    JOIN_CONVERSATION = "conversation.join"
     # Break-glass.
     OPEN_EMERGENCY_ACCESS = "emergency.open"
     APPROVE_EMERGENCY_ACCESS = "emergency.approve"
@@ -97,6 +104,8 @@ class Resource(msgspec.Struct, frozen=True, kw_only=True):
     target_role: Role | None = None
     client_id: uuid.UUID | None = None
     grantee_id: uuid.UUID | None = None
+    membership: Literal["none", "invited", "active", "removed"] = "none"
+    """The actor's membership of the conversation concerned."""
 
 
 class ConsentFact(msgspec.Struct, frozen=True, kw_only=True):
@@ -238,6 +247,28 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             return _deny("not_found")
         case Action.READ_CLIENT_RECORD | Action.SHARE_CLIENT_RECORD | Action.MESSAGE_CLIENT:
             return _client_data(actor, action, resource, facts)
+        case Action.CREATE_CONVERSATION:
+            if actor.role != "clinician":
+                return _deny("role")
+            if resource.client_id is None:
+                return _allow("clinician")  # a support group: clients join by their own consent
+            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
+        case Action.READ_CONVERSATION | Action.SEND_MESSAGE:
+            if resource.membership != "active":
+                return _deny("not_found")
+            if resource.client_id is None or actor.role == "client":
+                return _allow("member")
+            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
+        case Action.MANAGE_MEMBERS:
+            if resource.membership != "active":
+                return _deny("not_found")
+            if actor.role != "clinician":
+                return _deny("role")
+            return _allow("clinician_member")
+        case Action.JOIN_CONVERSATION:
+            if actor.role != "client" or resource.membership != "invited":
+                return _deny("not_found")
+            return _allow("own_consent")
         case Action.OPEN_EMERGENCY_ACCESS:
             if actor.role != "clinician":
                 return _deny("role")

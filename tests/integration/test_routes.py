@@ -18,7 +18,8 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/invites/{code:str}/redeem"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
-    ("GET", "/v1/audit/log-key"),  # the audit log's public key: what verifiers must trust
+    ("GET", "/v1/audit/log-key"),
+    ("GET", "/v1/consents/receipt-key"),  # the audit log's public key: what verifiers must trust
 }
 
 

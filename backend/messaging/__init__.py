@@ -1,0 +1,1 @@
+"""Conversations and end-to-end encrypted messages."""

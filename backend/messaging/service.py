@@ -1,0 +1,565 @@
+"""Conversation and message rules.
+
+The server verifies what it can without keys before it stores a message: the
+envelope's signature against the sender's *current* key, that it belongs to this
+conversation, and that its recipients are exactly the current keys of the current
+members (409 naming the missing and unexpected keys otherwise). A removed member is
+no longer a valid recipient; an edit or deletion is a new signed envelope that
+references the original, which is never rewritten. A repeated send with the same id
+and the same bytes returns the first answer (idempotent); other bytes under the same
+id are a conflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import asyncpg
+
+from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.auth.principal import Principal
+from backend.consent.service import load_client_facts
+from backend.errors import ConflictError, InvalidInputError, NotFoundError
+from backend.http.cursors import decode_cursor, encode_cursor
+from backend.keys import repository as keys_repo
+from backend.messaging import repository as repo
+from backend.messaging.schemas import (
+    ConversationCreate,
+    ConversationList,
+    ConversationView,
+    MemberView,
+    MessagePage,
+    MessageSent,
+    MessageView,
+)
+from backend.policy import Action as PolicyAction
+from backend.policy import Actor, Decision, Facts, Resource, decide, require
+from backend.realtime.outbox import publish
+from backend.runtime import Runtime
+from crypto.public import (
+    Envelope,
+    EnvelopeKind,
+    check_recipients,
+    decode_bundle,
+    decode_envelope,
+    encode,
+    verify_envelope,
+)
+
+__all__ = [
+    "add_member",
+    "create_conversation",
+    "get_conversation",
+    "join",
+    "list_conversations",
+    "list_messages",
+    "mark_read",
+    "remove_member",
+    "send_message",
+]
+
+MESSAGE_KINDS = {
+    EnvelopeKind.MESSAGE: "message",
+    EnvelopeKind.MESSAGE_EDIT: "message_edit",
+    EnvelopeKind.MESSAGE_DELETE: "message_delete",
+    EnvelopeKind.ATTACHMENT_KEY: "attachment_key",
+}
+MAX_PAGE = 100
+
+
+async def _authorize(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    action: PolicyAction,
+) -> tuple[repo.ConversationRow, list[repo.MemberRow], Decision]:
+    conversation = await repo.get_conversation(conn, conversation_id)
+    if conversation is None:
+        raise NotFoundError
+    members = await repo.list_members(conn, conversation_id)
+    mine = next((m for m in members if m.account_id == principal.account_id), None)
+    facts: Facts | None = None
+    if conversation.client_id is not None and principal.role == "clinician":
+        facts = await load_client_facts(conn, principal.account_id, conversation.client_id, rt.clock.now())
+    decision = require(
+        principal.actor,
+        action,
+        Resource(
+            org_id=conversation.org_id,
+            client_id=conversation.client_id,
+            membership=mine.status if mine else "none",  # type: ignore[arg-type]
+        ),
+        facts,
+    )
+    return conversation, members, decision
+
+
+def _member_view(viewer: Principal, conversation: repo.ConversationRow, member: repo.MemberRow) -> MemberView:
+    name = member.display_name
+    if (
+        conversation.kind == "support_group"
+        and member.role == "client"
+        and viewer.account_id != member.account_id
+    ):
+        # Other clients in a group see a pseudonym, never a name or email.
+        name = member.pseudonym or "Invited member"
+    return MemberView(
+        account_id=member.account_id,
+        role=member.role,  # type: ignore[arg-type]
+        name=name,
+        status=member.status,  # type: ignore[arg-type]
+    )
+
+
+def _view(
+    viewer: Principal, conversation: repo.ConversationRow, members: list[repo.MemberRow]
+) -> ConversationView:
+    return ConversationView(
+        id=conversation.id,
+        kind=conversation.kind,  # type: ignore[arg-type]
+        client_id=conversation.client_id,
+        created_at=conversation.created_at,
+        members=[_member_view(viewer, conversation, m) for m in members if m.status != "removed"],
+    )
+
+
+def _event(principal: Principal, event_type: str, action: Action, conversation: repo.ConversationRow,
+           decision: Decision | None, entity: tuple[str, uuid.UUID] | None = None) -> AuditEvent:  # fmt: skip
+    entity_type, entity_id = entity or ("conversation", conversation.id)
+    return AuditEvent(
+        action=action,
+        event_type=event_type,
+        org_id=conversation.org_id,
+        agent_account_id=principal.account_id,
+        agent_role=principal.role,  # type: ignore[arg-type]
+        entity_type=entity_type,
+        entity_id=entity_id,
+        subject_id=conversation.client_id,
+        purpose_of_use="TREAT",
+        consent_id=decision.consent_id if decision else None,
+    )
+
+
+async def _check_clinician_may_message(
+    rt: Runtime, conn: asyncpg.Connection, clinician_id: uuid.UUID, org_id: uuid.UUID, client_id: uuid.UUID
+) -> None:
+    facts = await load_client_facts(conn, clinician_id, client_id, rt.clock.now())
+    actor = Actor(account_id=clinician_id, org_id=org_id, role="clinician")
+    decision = decide(actor, PolicyAction.MESSAGE_CLIENT, Resource(org_id=org_id, client_id=client_id), facts)
+    if not decision.allowed:
+        raise InvalidInputError("The client has not consented to messaging with every clinician named.")
+
+
+async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid.UUID) -> str:
+    row = await conn.fetchrow("SELECT org_id, role, status FROM accounts WHERE id = $1", account_id)
+    if row is None or row["org_id"] != org_id or row["status"] != "active":
+        raise InvalidInputError("Every member must be an active account of this organization.")
+    return str(row["role"])
+
+
+async def create_conversation(
+    rt: Runtime, conn: asyncpg.Connection, principal: Principal, req: ConversationCreate, ctx: AuditContext
+) -> ConversationView:
+    """A clinician starts a conversation (consent scope ``messaging`` for its client)."""
+    if (req.kind == "support_group") != (req.client_id is None):
+        raise InvalidInputError("A support group has no client; the other kinds have exactly one.")
+    if req.kind == "direct" and req.clinicians:
+        raise InvalidInputError("A direct conversation is one client with one clinician.")
+    now = rt.clock.now()
+    async with conn.transaction():
+        facts = None
+        if req.client_id is not None:
+            if await _account(conn, req.client_id, principal.org_id) != "client":
+                raise InvalidInputError("client_id must name a client.")
+            facts = await load_client_facts(conn, principal.account_id, req.client_id, now)
+        decision = require(
+            principal.actor,
+            PolicyAction.CREATE_CONVERSATION,
+            Resource(org_id=principal.org_id, client_id=req.client_id),
+            facts,
+        )
+        others = [c for c in dict.fromkeys(req.clinicians) if c != principal.account_id]
+        for clinician in others:
+            if await _account(conn, clinician, principal.org_id) != "clinician":
+                raise InvalidInputError("clinicians must name clinicians.")
+            if req.client_id is not None:
+                await _check_clinician_may_message(rt, conn, clinician, principal.org_id, req.client_id)
+        row = repo.ConversationRow(
+            id=req.id,
+            org_id=principal.org_id,
+            kind=req.kind,
+            client_id=req.client_id,
+            created_by=principal.account_id,
+            created_at=now,
+        )
+        if not await repo.insert_conversation(conn, row):
+            raise ConflictError("A conversation with this id exists.")
+        members = [principal.account_id, *others] + ([req.client_id] if req.client_id else [])
+        for account_id in members:
+            await repo.add_member(
+                conn, conversation_id=row.id, org_id=row.org_id, account_id=account_id, status="active",
+                added_by=principal.account_id, now=now,
+            )  # fmt: skip
+        await record(conn, _event(principal, "conversation.create", Action.CREATE, row, decision), ctx, now)
+        await publish(conn, members, "conversation.created", {"conversation_id": str(row.id)}, now)
+        stored = await repo.list_members(conn, row.id)
+    return _view(principal, row, stored)
+
+
+async def get_conversation(
+    rt: Runtime, conn: asyncpg.Connection, principal: Principal, conversation_id: uuid.UUID, ctx: AuditContext
+) -> ConversationView:
+    """A conversation and its members, as the caller may see them."""
+    async with conn.transaction():
+        conversation, members, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
+        )
+        await record(
+            conn,
+            _event(principal, "conversation.read", Action.READ, conversation, decision),
+            ctx,
+            rt.clock.now(),
+        )
+    return _view(principal, conversation, members)
+
+
+async def list_conversations(
+    rt: Runtime, conn: asyncpg.Connection, principal: Principal, ctx: AuditContext
+) -> ConversationList:
+    """The caller's conversations (invitations to support groups included)."""
+    now = rt.clock.now()
+    async with conn.transaction():
+        rows = await repo.list_conversations(conn, principal.account_id, 200)
+        views = [_view(principal, row, await repo.list_members(conn, row.id)) for row in rows]
+        await record(
+            conn,
+            AuditEvent(
+                action=Action.READ,
+                event_type="conversation.list",
+                org_id=principal.org_id,
+                agent_account_id=principal.account_id,
+                agent_role=principal.role,  # type: ignore[arg-type]
+                entity_type="conversation",
+                subject_id=principal.account_id if principal.role == "client" else None,
+            ),
+            ctx,
+            now,
+        )
+    return ConversationList(items=views)
+
+
+async def add_member(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    account_id: uuid.UUID,
+    ctx: AuditContext,
+) -> ConversationView:
+    """A clinician member adds a clinician, or invites a client into a support group."""
+    now = rt.clock.now()
+    async with conn.transaction():
+        conversation, _, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.MANAGE_MEMBERS
+        )
+        role = await _account(conn, account_id, conversation.org_id)
+        if role == "client":
+            if conversation.kind != "support_group":
+                raise InvalidInputError("Only support groups take more clients.")
+            status = "invited"  # the client joins by their own consent
+        elif role == "clinician":
+            if conversation.client_id is not None:
+                await _check_clinician_may_message(
+                    rt, conn, account_id, conversation.org_id, conversation.client_id
+                )
+            if conversation.kind == "direct":
+                raise InvalidInputError("A direct conversation is one client with one clinician.")
+            status = "active"
+        else:
+            raise InvalidInputError("Only clients and clinicians take part in conversations.")
+        await repo.add_member(
+            conn, conversation_id=conversation.id, org_id=conversation.org_id, account_id=account_id,
+            status=status, added_by=principal.account_id, now=now,
+        )  # fmt: skip
+        await record(
+            conn,
+            _event(principal, "conversation.member_add", Action.UPDATE, conversation, decision,
+                   ("account", account_id)),
+            ctx,
+            now,
+        )  # fmt: skip
+        members = await repo.list_members(conn, conversation.id)
+        await publish(
+            conn,
+            [m.account_id for m in members if m.status != "removed"],
+            "conversation.members_changed",
+            {"conversation_id": str(conversation.id)},
+            now,
+        )
+    return _view(principal, conversation, members)
+
+
+async def remove_member(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    account_id: uuid.UUID,
+    ctx: AuditContext,
+) -> ConversationView:
+    """Remove a member (a clinician member removes anyone; anyone may leave)."""
+    now = rt.clock.now()
+    async with conn.transaction():
+        action = (
+            PolicyAction.READ_CONVERSATION
+            if account_id == principal.account_id
+            else PolicyAction.MANAGE_MEMBERS
+        )
+        conversation, members, decision = await _authorize(rt, conn, principal, conversation_id, action)
+        if conversation.client_id == account_id:
+            raise InvalidInputError("The client a conversation is about cannot be removed from it.")
+        if not await repo.set_member_status(conn, conversation.id, account_id, "removed", now):
+            raise NotFoundError
+        await record(
+            conn,
+            _event(principal, "conversation.member_remove", Action.UPDATE, conversation, decision,
+                   ("account", account_id)),
+            ctx,
+            now,
+        )  # fmt: skip
+        await publish(
+            conn,
+            [m.account_id for m in members if m.status != "removed"],
+            "conversation.members_changed",
+            {"conversation_id": str(conversation.id)},
+            now,
+        )
+        members = await repo.list_members(conn, conversation.id)
+    return _view(principal, conversation, members)
+
+
+async def join(
+    rt: Runtime, conn: asyncpg.Connection, principal: Principal, conversation_id: uuid.UUID, pseudonym: str,
+    ctx: AuditContext,
+) -> ConversationView:  # fmt: skip
+    """A client accepts a support-group invitation under a pseudonym (their own consent)."""
+    now = rt.clock.now()
+    async with conn.transaction():
+        conversation, _, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.JOIN_CONVERSATION
+        )
+        await repo.set_member_status(conn, conversation.id, principal.account_id, "active", now, pseudonym)
+        await record(
+            conn,
+            AuditEvent(
+                action=Action.UPDATE,
+                event_type="conversation.join",
+                org_id=conversation.org_id,
+                agent_account_id=principal.account_id,
+                agent_role="client",
+                entity_type="conversation",
+                entity_id=conversation.id,
+                subject_id=principal.account_id,
+                consent_id=decision.consent_id,
+            ),
+            ctx,
+            now,
+        )
+        members = await repo.list_members(conn, conversation.id)
+        await publish(
+            conn,
+            [m.account_id for m in members if m.status != "removed"],
+            "conversation.members_changed",
+            {"conversation_id": str(conversation.id)},
+            now,
+        )
+    return _view(principal, conversation, members)
+
+
+async def send_message(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    envelope: Envelope,
+    ctx: AuditContext,
+) -> tuple[MessageSent, bool]:
+    """Verify and store an envelope; ``(result, created)``."""
+    kind = MESSAGE_KINDS.get(envelope.kind)
+    if kind is None or envelope.context_id != conversation_id:
+        raise InvalidInputError("The envelope is not a message of this conversation.")
+    if envelope.sender.account_id != principal.account_id:
+        raise InvalidInputError("The envelope's sender is not the caller.")
+    body = encode(envelope)
+    digest = hashlib.sha256(body).digest()
+    now = rt.clock.now()
+    async with conn.transaction():
+        conversation, members, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE
+        )
+        existing = await repo.get_message(conn, envelope.item_id)
+        if existing is not None:
+            if existing.envelope_sha256 != digest or existing.conversation_id != conversation_id:
+                raise ConflictError("A different message was already sent with this id.")
+            return _sent(rt, existing), False
+        active = [m.account_id for m in members if m.status == "active"]
+        stored = await keys_repo.current_bundles(conn, active)
+        bundles = {account: decode_bundle(raw) for account, raw in stored.items()}
+        sender_bundle = bundles.get(principal.account_id)
+        if sender_bundle is None or sender_bundle.key_version != envelope.sender.key_version:
+            raise InvalidInputError("Messages must be signed with the sender's current key.")
+        verify_envelope(envelope, sender_bundle)
+        # Everyone who may read must be a recipient, with their current key, and no one else.
+        check_recipients(envelope, bundles.values())
+        missing_keys = [a for a in active if a not in bundles]
+        if missing_keys:
+            raise ConflictError("Some members have not published a key yet.")
+        if envelope.references is not None:
+            original = await repo.get_message(conn, envelope.references)
+            if (
+                original is None
+                or original.conversation_id != conversation_id
+                or original.sender_id != principal.account_id
+                or original.kind != "message"
+            ):
+                raise InvalidInputError(
+                    "Edits and deletions reference an earlier message of the same sender."
+                )
+        seq = await repo.insert_message(
+            conn,
+            message_id=envelope.item_id,
+            conversation_id=conversation_id,
+            org_id=conversation.org_id,
+            sender_id=principal.account_id,
+            sender_key_version=envelope.sender.key_version,
+            kind=kind,
+            references_id=envelope.references,
+            envelope=body,
+            envelope_sha256=digest,
+            recipients=active,
+            now=now,
+        )
+        if seq is None:  # pragma: no cover -- a concurrent send of the same id; the retry answers
+            raise ConflictError("The message is being stored; retry.")
+        await record(
+            conn,
+            _event(
+                principal,
+                "message.create",
+                Action.CREATE,
+                conversation,
+                decision,
+                ("message", envelope.item_id),
+            ),
+            ctx,
+            now,
+        )
+        await publish(
+            conn,
+            active,
+            "message.created",
+            {"conversation_id": str(conversation_id), "message_id": str(envelope.item_id), "kind": kind},
+            now,
+        )
+    return (
+        MessageSent(
+            id=envelope.item_id,
+            conversation_id=conversation_id,
+            cursor=encode_cursor(rt.keys, f"conversation:{conversation_id}", seq),
+            created_at=now,
+        ),
+        True,
+    )
+
+
+def _sent(rt: Runtime, row: repo.MessageRow) -> MessageSent:
+    return MessageSent(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        cursor=encode_cursor(rt.keys, f"conversation:{row.conversation_id}", row.seq),
+        created_at=row.created_at,
+    )
+
+
+async def list_messages(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    *,
+    after: str | None,
+    before: str | None,
+    limit: int,
+    ctx: AuditContext,
+) -> MessagePage:
+    """A page of messages the caller is a recipient of (delivery is recorded)."""
+    if after is not None and before is not None:
+        raise InvalidInputError("Give after or before, not both.")
+    scope = f"conversation:{conversation_id}"
+    after_seq = decode_cursor(rt.keys, scope, after) if after else None
+    before_seq = decode_cursor(rt.keys, scope, before) if before else None
+    limit = max(1, min(limit, MAX_PAGE))
+    now = rt.clock.now()
+    async with conn.transaction():
+        conversation, _, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
+        )
+        rows = await repo.page_messages(
+            conn, conversation_id=conversation_id, account_id=principal.account_id,
+            after=after_seq, before=before_seq, limit=limit,
+        )  # fmt: skip
+        if rows:
+            await repo.mark_delivered(conn, principal.account_id, [r.seq for r in rows], now)
+        await record(conn, _event(principal, "message.read", Action.READ, conversation, decision), ctx, now)
+    items = [
+        MessageView(
+            id=r.id,
+            sender_id=r.sender_id,
+            kind=r.kind,  # type: ignore[arg-type]
+            references=r.references_id,
+            created_at=r.created_at,
+            cursor=encode_cursor(rt.keys, scope, r.seq),
+            envelope=decode_envelope(r.envelope),
+        )
+        for r in rows
+    ]
+    return MessagePage(
+        items=items,
+        next_cursor=items[-1].cursor if len(items) == limit or (items and before_seq is not None) else None,
+        prev_cursor=items[0].cursor if items else None,
+    )
+
+
+async def mark_read(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    up_to: uuid.UUID,
+    ctx: AuditContext,
+) -> int:
+    """Mark messages read up to one of them; returns how many changed."""
+    now = rt.clock.now()
+    async with conn.transaction():
+        conversation, members, decision = await _authorize(
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
+        )
+        message = await repo.get_message(conn, up_to)
+        if message is None or message.conversation_id != conversation_id:
+            raise NotFoundError
+        changed = await repo.mark_read(conn, principal.account_id, conversation_id, message.seq, now)
+        if changed:
+            await record(
+                conn, _event(principal, "message.mark_read", Action.UPDATE, conversation, decision), ctx, now
+            )
+            await publish(
+                conn,
+                [m.account_id for m in members if m.status == "active"],
+                "message.read",
+                {"conversation_id": str(conversation_id), "reader_id": str(principal.account_id),
+                 "up_to": str(up_to)},
+                now,
+            )  # fmt: skip
+    return changed

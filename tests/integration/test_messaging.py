@@ -1,0 +1,303 @@
+"""Messaging through the real app with real keys: the server stores, orders and checks; never reads."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from backend.clock import FrozenClock
+from crypto.client.keys import IdentityKeys
+from crypto.errors import RecipientSetError
+from crypto.public import EnvelopeKind
+from tests.helpers import Account, Clinic, audit_rows, make_clinic, make_staff, problem
+from tests.messaging_helpers import as_json, consent_to, publish_keys, read, seal
+
+
+@dataclass
+class Chat:
+    clinic: Clinic
+    org_id: uuid.UUID
+    doc_keys: IdentityKeys
+    pat_keys: IdentityKeys
+    conversation_id: uuid.UUID
+
+
+@pytest.fixture
+async def chat(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, clock: FrozenClock
+) -> Chat:
+    clinic = await make_clinic(client, app, db)
+    org_id = uuid.UUID((await client.get("/v1/me", headers=clinic.client.headers)).json()["organization_id"])
+    doc_keys = await publish_keys(client, clinic.clinician)
+    pat_keys = await publish_keys(client, clinic.client)
+    conversation_id = uuid.uuid4()
+    denied = await client.post(
+        "/v1/conversations",
+        json={"id": str(conversation_id), "kind": "direct", "client_id": str(clinic.client.id)},
+        headers=clinic.clinician.headers,
+    )
+    assert denied.status_code == 403, "no conversation without the client's messaging consent"
+    await consent_to(client, clinic.client, pat_keys, org_id, clinic.clinician.id, clock)
+    created = await client.post(
+        "/v1/conversations",
+        json={"id": str(conversation_id), "kind": "direct", "client_id": str(clinic.client.id)},
+        headers=clinic.clinician.headers,
+    )
+    assert created.status_code == 201, created.text
+    return Chat(clinic, org_id, doc_keys, pat_keys, conversation_id)
+
+
+async def _send(
+    client: AsyncTestClient[Litestar], account: Account, conversation_id: uuid.UUID, envelope: object
+) -> httpx.Response:
+    return await client.post(
+        f"/v1/conversations/{conversation_id}/messages", json=as_json(envelope), headers=account.headers
+    )
+
+
+async def test_send_fetch_and_decrypt(
+    client: AsyncTestClient[Litestar], chat: Chat, db: asyncpg.Connection
+) -> None:
+    doc, pat = chat.clinic.clinician, chat.clinic.client
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    envelope = seal(chat.doc_keys, chat.conversation_id, "How are you feeling today?", bundles)
+    sent = await _send(client, doc, chat.conversation_id, envelope)
+    assert sent.status_code == 201, sent.text
+    again = await _send(client, doc, chat.conversation_id, envelope)
+    assert again.status_code == 200, "the same id with the same bytes is idempotent"
+    assert again.json() == sent.json()
+    reply = seal(chat.pat_keys, chat.conversation_id, "Better, thank you.", bundles)
+    assert (await _send(client, pat, chat.conversation_id, reply)).status_code == 201
+
+    page = await client.get(f"/v1/conversations/{chat.conversation_id}/messages", headers=pat.headers)
+    assert page.status_code == 200
+    items = page.json()["items"]
+    assert [i["id"] for i in items] == [str(envelope.item_id), str(reply.item_id)]
+    assert read(items[0]["envelope"], chat.pat_keys, chat.doc_keys.bundle, chat.conversation_id) == (
+        "How are you feeling today?"
+    )
+    assert (
+        read(items[1]["envelope"], chat.doc_keys, chat.pat_keys.bundle, chat.conversation_id)
+        == "Better, thank you."
+    )
+    delivered = await db.fetchval("SELECT count(*) FROM message_recipients WHERE delivered_at IS NOT NULL")
+    assert delivered == 3, "senders at send time, the patient on fetch; the clinician has not fetched yet"
+    assert len(await audit_rows(db, "message.create")) == 2
+    assert len(await audit_rows(db, "message.read")) == 1
+
+
+async def test_same_id_other_bytes_is_a_conflict(client: AsyncTestClient[Litestar], chat: Chat) -> None:
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    item = uuid.uuid4()
+    first = seal(chat.doc_keys, chat.conversation_id, "one", bundles, item_id=item)
+    second = seal(chat.doc_keys, chat.conversation_id, "two", bundles, item_id=item)
+    assert (await _send(client, chat.clinic.clinician, chat.conversation_id, first)).status_code == 201
+    clash = await _send(client, chat.clinic.clinician, chat.conversation_id, second)
+    assert clash.status_code == 409
+
+
+async def test_recipients_must_be_exactly_the_members_current_keys(
+    client: AsyncTestClient[Litestar], app: Litestar, chat: Chat, db: asyncpg.Connection
+) -> None:
+    """The server refuses an envelope that leaves out a member or adds an outsider, naming the keys."""
+    doc = chat.clinic.clinician
+    outsider = await make_staff(client, app, chat.clinic.admin, "clinician", "outsider@clinic.example")
+    outsider_keys = await publish_keys(client, outsider)
+    missing = seal(chat.doc_keys, chat.conversation_id, "only me", [chat.doc_keys.bundle])
+    response = await _send(client, doc, chat.conversation_id, missing)
+    assert response.status_code == 409
+    body = problem(response)
+    assert body["type"].endswith("recipients-mismatch")
+    assert body["missing_keys"] == [{"account_id": str(chat.clinic.client.id), "key_version": 1}]
+    extra = seal(
+        chat.doc_keys,
+        chat.conversation_id,
+        "to three",
+        [chat.doc_keys.bundle, chat.pat_keys.bundle, outsider_keys.bundle],
+    )
+    response = await _send(client, doc, chat.conversation_id, extra)
+    assert response.status_code == 409
+    assert problem(response)["unexpected_keys"] == [{"account_id": str(outsider.id), "key_version": 1}]
+    assert await db.fetchval("SELECT count(*) FROM messages") == 0
+
+
+async def test_envelopes_bound_elsewhere_are_refused(client: AsyncTestClient[Litestar], chat: Chat) -> None:
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    doc = chat.clinic.clinician
+    other_context = seal(chat.doc_keys, uuid.uuid4(), "replayed", bundles)
+    assert (await _send(client, doc, chat.conversation_id, other_context)).status_code == 422
+    by_other_sender = seal(chat.pat_keys, chat.conversation_id, "impersonation", bundles)
+    assert (await _send(client, doc, chat.conversation_id, by_other_sender)).status_code == 422
+    tampered = as_json(seal(chat.doc_keys, chat.conversation_id, "flip", bundles))
+    tampered["ciphertext"] = (
+        tampered["ciphertext"][:10]
+        + ("A" if tampered["ciphertext"][10] != "A" else "B")
+        + (tampered["ciphertext"][11:])
+    )
+    response = await client.post(
+        f"/v1/conversations/{chat.conversation_id}/messages", json=tampered, headers=doc.headers
+    )
+    assert response.status_code == 422
+    assert problem(response)["type"].endswith("bad-signature")
+
+
+async def test_edit_and_delete_reference_the_original(
+    client: AsyncTestClient[Litestar], chat: Chat, db: asyncpg.Connection
+) -> None:
+    doc, pat = chat.clinic.clinician, chat.clinic.client
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    original = seal(chat.doc_keys, chat.conversation_id, "see you at 3", bundles)
+    await _send(client, doc, chat.conversation_id, original)
+    edit = seal(chat.doc_keys, chat.conversation_id, "see you at 4", bundles, kind=EnvelopeKind.MESSAGE_EDIT,
+                references=original.item_id)  # fmt: skip
+    assert (await _send(client, doc, chat.conversation_id, edit)).status_code == 201
+    foreign_edit = seal(
+        chat.pat_keys, chat.conversation_id, "hijack", bundles, kind=EnvelopeKind.MESSAGE_EDIT,
+        references=original.item_id,
+    )  # fmt: skip
+    assert (await _send(client, pat, chat.conversation_id, foreign_edit)).status_code == 422
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await db.execute("UPDATE messages SET kind = 'message'")
+    items = (
+        await client.get(f"/v1/conversations/{chat.conversation_id}/messages", headers=pat.headers)
+    ).json()["items"]
+    assert [(i["kind"], i["references"]) for i in items] == [
+        ("message", None),
+        ("message_edit", str(original.item_id)),
+    ]
+
+
+async def test_keyset_pagination_both_ways(client: AsyncTestClient[Litestar], chat: Chat) -> None:
+    doc = chat.clinic.clinician
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    ids = []
+    for n in range(7):
+        envelope = seal(chat.doc_keys, chat.conversation_id, f"message {n}", bundles)
+        ids.append(str(envelope.item_id))
+        assert (await _send(client, doc, chat.conversation_id, envelope)).status_code == 201
+    url = f"/v1/conversations/{chat.conversation_id}/messages"
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3} | ({"after": cursor} if cursor else {})
+        page = (await client.get(url, params=params, headers=doc.headers)).json()
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == ids, "pages neither overlap nor leave gaps"
+    last = await client.get(url, params={"after": cursor or "", "limit": 3}, headers=doc.headers)
+    assert last.status_code in {200, 400}
+    backwards = (
+        await client.get(url, params={"before": page["prev_cursor"], "limit": 3}, headers=doc.headers)
+    ).json()
+    assert [i["id"] for i in backwards["items"]] == ids[3:6]
+    forged = await client.get(url, params={"after": "A" * 32}, headers=doc.headers)
+    assert forged.status_code == 400
+    assert problem(forged)["type"].endswith("invalid-cursor")
+    assert (await client.get(url, params={"limit": 10**9}, headers=doc.headers)).status_code == 400
+    assert (await client.get(url, params={"limit": -1}, headers=doc.headers)).status_code == 400
+
+
+async def test_non_members_and_revoked_consent(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, chat: Chat, clock: FrozenClock
+) -> None:
+    other = await make_clinic(client, app, db, slug="otherorg")
+    url = f"/v1/conversations/{chat.conversation_id}"
+    for outsider in (chat.clinic.admin, other.clinician, other.client):
+        assert (await client.get(url, headers=outsider.headers)).status_code == 404
+        assert (await client.get(url + "/messages", headers=outsider.headers)).status_code == 404
+    # The client revokes messaging consent: the clinician is refused on the next request.
+    consents = (await client.get("/v1/consents", headers=chat.clinic.client.headers)).json()["items"]
+    grant_id = uuid.UUID(consents[0]["consent_id"])
+    from crypto.client import sign_consent  # noqa: PLC0415
+    from crypto.public import ConsentAction  # noqa: PLC0415
+
+    history = await client.get(f"/v1/consents/{grant_id}/history", headers=chat.clinic.client.headers)
+    grant = history.json()["events"][0]["statement"]
+    import datetime as dt  # noqa: PLC0415
+
+    revoke = sign_consent(
+        chat.pat_keys,
+        action=ConsentAction.REVOKE,
+        consent_id=grant_id,
+        organization_id=chat.org_id,
+        grantee_type="clinician",
+        grantee_id=chat.clinic.clinician.id,
+        scopes=grant["scopes"],
+        purpose="TREAT",
+        valid_from=dt.datetime.fromisoformat(grant["valid_from"]),
+        valid_until=dt.datetime.fromisoformat(grant["valid_until"]),
+        clock=clock.now,
+    )
+    revoked = await client.post(
+        f"/v1/consents/{grant_id}/revoke", json=as_json(revoke), headers=chat.clinic.client.headers
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert (await client.get(url + "/messages", headers=chat.clinic.clinician.headers)).status_code == 403
+    assert (await client.get(url + "/messages", headers=chat.clinic.client.headers)).status_code == 200
+
+
+async def test_support_group_pseudonyms_and_removal(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection
+) -> None:
+    clinic = await make_clinic(client, app, db)
+    doc = clinic.clinician
+    from tests.helpers import make_client  # noqa: PLC0415
+
+    members = [
+        clinic.client,
+        await make_client(client, doc, "b@clinic.example"),
+        await make_client(client, doc, "c@clinic.example"),
+    ]
+    keys = {m.id: await publish_keys(client, m) for m in members}
+    doc_keys = await publish_keys(client, doc)
+    group = uuid.uuid4()
+    created = await client.post(
+        "/v1/conversations", json={"id": str(group), "kind": "support_group"}, headers=doc.headers
+    )
+    assert created.status_code == 201
+    for m in members:
+        invited = await client.post(
+            f"/v1/conversations/{group}/members", json={"account_id": str(m.id)}, headers=doc.headers
+        )
+        assert invited.status_code == 200, invited.text
+    # Invited is not joined: a client consents by joining, under a pseudonym.
+    for n, m in enumerate(members):
+        joined = await client.post(
+            f"/v1/conversations/{group}/join", json={"pseudonym": f"Member {n}"}, headers=m.headers
+        )
+        assert joined.status_code == 200, joined.text
+    view = (await client.get(f"/v1/conversations/{group}", headers=members[1].headers)).json()
+    names = {item["account_id"]: item["name"] for item in view["members"]}
+    assert names[str(members[0].id)] == "Member 0", "other clients see a pseudonym"
+    assert names[str(members[1].id)] == "Client", "a client sees their own name"
+    assert "clinic.example" not in msgspec.json.encode(view).decode(), "no email is ever shown"
+
+    everyone = [doc_keys.bundle, *(k.bundle for k in keys.values())]
+    hello = seal(keys[members[0].id], group, "hello all", everyone)
+    assert (await _send(client, members[0], group, hello)).status_code == 201
+    # Remove member 2: new messages must leave their key out, and they cannot fetch them.
+    removed = await client.delete(f"/v1/conversations/{group}/members/{members[2].id}", headers=doc.headers)
+    assert removed.status_code == 200
+    stale = seal(doc_keys, group, "after removal", everyone)
+    assert (await _send(client, doc, group, stale)).status_code == 409
+    fresh_bundles = [doc_keys.bundle, keys[members[0].id].bundle, keys[members[1].id].bundle]
+    after = seal(doc_keys, group, "after removal", fresh_bundles)
+    assert (await _send(client, doc, group, after)).status_code == 201
+    assert (
+        await client.get(f"/v1/conversations/{group}/messages", headers=members[2].headers)
+    ).status_code == 404
+    page = (await client.get(f"/v1/conversations/{group}/messages", headers=members[1].headers)).json()[
+        "items"
+    ]
+    assert read(page[1]["envelope"], keys[members[1].id], doc_keys.bundle, group) == "after removal"
+    with pytest.raises(RecipientSetError):
+        read(page[1]["envelope"], keys[members[2].id], doc_keys.bundle, group)
