@@ -29,6 +29,7 @@ from backend.http.middleware import RequestContextMiddleware
 from backend.http.problems import exception_handlers
 from backend.keys.controller import KeysController
 from backend.messaging.controller import ConversationsController
+from backend.notes.controller import NotesController
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
@@ -49,6 +50,7 @@ ROUTE_HANDLERS = [
     EmergencyAccessController,
     ClientsController,
     ConversationsController,
+    NotesController,
 ]
 
 

@@ -72,6 +72,10 @@ class Action(enum.StrEnum):
     SEND_MESSAGE = "conversation.send"
     MANAGE_MEMBERS = "conversation.manage_members"
     JOIN_CONVERSATION = "conversation.join"
+    # Session notes: a clinician who treats the client (or whom consent allows) writes
+    # them; the organization's admins register the custodian key notes are sealed to.
+    WRITE_NOTE = "note.write"
+    MANAGE_CUSTODIAN_KEY = "custodian_key.manage"
     # Break-glass.
     OPEN_EMERGENCY_ACCESS = "emergency.open"
     APPROVE_EMERGENCY_ACCESS = "emergency.approve"
@@ -269,6 +273,21 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             if actor.role != "client" or resource.membership != "invited":
                 return _deny("not_found")
             return _allow("own_consent")
+        case Action.WRITE_NOTE:
+            if actor.role != "clinician":
+                return _deny("role")
+            if resource.client_id is None or facts is None:
+                return _deny("missing_facts")
+            if facts.treats:
+                return _allow("treatment")  # treatment records rest on their own legal basis
+            consent = _consent_for(actor, "records.read", facts)
+            if consent is not None:
+                return _allow("consent", consent.consent_id)
+            return _deny("no_relationship")
+        case Action.MANAGE_CUSTODIAN_KEY:
+            if actor.role != "admin":
+                return _deny("role")
+            return _allow("admin")
         case Action.OPEN_EMERGENCY_ACCESS:
             if actor.role != "clinician":
                 return _deny("role")

@@ -1,0 +1,1 @@
+"""Clinical session notes: end-to-end encrypted, amended never edited, shared by adding keys."""
