@@ -3,7 +3,8 @@
 The server never imports this package (an import contract enforces it). Start here:
 :func:`generate_identity`, :func:`seal_envelope` / :func:`open_envelope`,
 :func:`encrypt_attachment` / :func:`decrypt_attachment`, :func:`create_key_backup` /
-:func:`open_key_backup`, :func:`sign_consent`.
+:func:`open_key_backup`, :func:`sign_consent`; break-glass re-wrap with :func:`rewrap_for` /
+:func:`open_envelope_with_wrap`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from crypto.client.attachments import (
 )
 from crypto.client.backup import create_key_backup, open_key_backup
 from crypto.client.consent import sign_consent
-from crypto.client.envelope import OpenedEnvelope, open_envelope, seal_envelope, share_envelope
+from crypto.client.envelope import (
+    OpenedEnvelope,
+    open_envelope,
+    open_envelope_with_wrap,
+    rewrap_for,
+    seal_envelope,
+    share_envelope,
+)
 from crypto.client.keys import Clock, IdentityKeys, generate_identity, rotate_identity, utc_now
 from crypto.client.payload import PAYLOAD_VERSION, AttachmentKey, InnerPayload
 
@@ -32,7 +40,9 @@ __all__ = [
     "encrypted_attachment_size",
     "generate_identity",
     "open_envelope",
+    "open_envelope_with_wrap",
     "open_key_backup",
+    "rewrap_for",
     "rotate_identity",
     "seal_envelope",
     "share_envelope",

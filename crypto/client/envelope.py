@@ -8,6 +8,11 @@ bytes of everything with the sender's Ed25519 key.
 
 Opening verifies the signature first, then the context the caller expects, then
 decrypts. Any failure after the signature check is one opaque :class:`DecryptionError`.
+
+Break-glass (dual approval): the holder of the organization's custodian keys re-wraps
+a note's content key for an emergency reader with :func:`rewrap_for`; the reader opens
+the note with that wrap through :func:`open_envelope_with_wrap`, which checks the key
+commitment so the (unsigned) wrap can only ever yield the author's content key.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from crypto.public.wire import (
     AEAD_NONCE_BYTES,
     ENVELOPE_VERSION,
     KEY_COMMITMENT_BYTES,
+    WRAPPED_KEY_BYTES,
     Envelope,
     EnvelopeKind,
     KeyBundle,
@@ -42,7 +48,14 @@ from crypto.public.wire import (
     Recipient,
 )
 
-__all__ = ["OpenedEnvelope", "open_envelope", "seal_envelope", "share_envelope"]
+__all__ = [
+    "OpenedEnvelope",
+    "open_envelope",
+    "open_envelope_with_wrap",
+    "rewrap_for",
+    "seal_envelope",
+    "share_envelope",
+]
 
 _CONTENT_KEY_BYTES = 32
 
@@ -172,14 +185,56 @@ def seal_envelope(
     )
 
 
+def _check_readable(
+    envelope: Envelope, sender_bundle: KeyBundle, context_id: uuid.UUID, kinds: Collection[EnvelopeKind]
+) -> None:
+    # Steps 2-5 of SPEC 5.7, then the context the caller is reading (SPEC 5.8).
+    verify_envelope(envelope, sender_bundle)
+    if envelope.context_id != context_id or envelope.kind not in kinds:
+        raise ContextError("envelope belongs to another context or kind")
+
+
+def _unwrap(envelope: Envelope, reader: IdentityKeys, wrapped_key: bytes) -> bytes:
+    # Every failure here is the one opaque DecryptionError. The commitment check is what
+    # binds the unwrapped key to this (signed) envelope: a sealed box is not
+    # authenticated, anyone can make one to a public key.
+    if len(wrapped_key) != WRAPPED_KEY_BYTES:
+        raise DecryptionError("decryption failed")
+    content_key = reader._unseal(wrapped_key)
+    if not constant_time_equal(_commitment(content_key, envelope.nonce), envelope.key_commitment):
+        raise DecryptionError("decryption failed")
+    return content_key
+
+
 def _content_key(envelope: Envelope, reader: IdentityKeys) -> bytes:
     entry = envelope.recipient(reader.ref)
     if entry is None or entry.public_key != reader.bundle.encryption_key:
         raise RecipientSetError("these keys are not a recipient", missing=[reader.ref])
-    content_key = reader._unseal(entry.wrapped_key)
-    if not constant_time_equal(_commitment(content_key, envelope.nonce), envelope.key_commitment):
-        raise DecryptionError("decryption failed")
-    return content_key
+    return _unwrap(envelope, reader, entry.wrapped_key)
+
+
+def _decrypt(envelope: Envelope, content_key: bytes) -> OpenedEnvelope:
+    # Call only with a content key that passed the commitment check.
+    associated_data = envelope_associated_data(
+        kind=envelope.kind,
+        context_id=envelope.context_id,
+        item_id=envelope.item_id,
+        sender=envelope.sender,
+        references=envelope.references,
+    )
+    try:
+        padded = aead_decrypt(content_key, envelope.nonce, envelope.ciphertext, associated_data)
+        payload = decode_payload(unpad(padded))
+    except CryptoError as exc:
+        raise DecryptionError("decryption failed") from exc
+    return OpenedEnvelope(
+        kind=envelope.kind,
+        context_id=envelope.context_id,
+        item_id=envelope.item_id,
+        sender=envelope.sender,
+        references=envelope.references,
+        payload=payload,
+    )
 
 
 def open_envelope(
@@ -207,30 +262,120 @@ def open_envelope(
         ContextError: authentic, but for another context or of an unexpected kind.
         DecryptionError: anything else, whatever the cause.
     """
-    verify_envelope(envelope, sender_bundle)
-    if envelope.context_id != context_id or envelope.kind not in kinds:
-        raise ContextError("envelope belongs to another context or kind")
-    content_key = _content_key(envelope, reader)
-    associated_data = envelope_associated_data(
-        kind=envelope.kind,
-        context_id=envelope.context_id,
-        item_id=envelope.item_id,
-        sender=envelope.sender,
-        references=envelope.references,
+    _check_readable(envelope, sender_bundle, context_id, kinds)
+    return _decrypt(envelope, _content_key(envelope, reader))
+
+
+def _rewrap_for(
+    envelope: Envelope,
+    *,
+    custodian: IdentityKeys,
+    sender_bundle: KeyBundle,
+    context_id: uuid.UUID,
+    kinds: Collection[EnvelopeKind],
+    reader_bundle: KeyBundle,
+    rng: Rng,
+) -> bytes:
+    """Private seam: :func:`rewrap_for` with an injectable RNG (test vectors only)."""
+    _check_readable(envelope, sender_bundle, context_id, kinds)
+    verify_bundle(reader_bundle)
+    content_key = _content_key(envelope, custodian)
+    return _wrap(content_key, reader_bundle, rng).wrapped_key
+
+
+def rewrap_for(
+    envelope: Envelope,
+    *,
+    custodian: IdentityKeys,
+    sender_bundle: KeyBundle,
+    context_id: uuid.UUID,
+    kinds: Collection[EnvelopeKind],
+    reader_bundle: KeyBundle,
+) -> bytes:
+    """Break-glass: wrap the content key of ``envelope`` for one more reader.
+
+    Run by the second person of a dual approval, who holds the organization's
+    custodian keys (a mandatory recipient of notes). The envelope is verified exactly
+    as :func:`open_envelope` does (signature, sender key, context, kind) so that the
+    server cannot make the custodian release the key of another client's note; the
+    custodian's own wrapped key is opened and checked against the key commitment; the
+    content key is then sealed (``crypto_box_seal``) to ``reader_bundle``'s
+    encryption key. The result is 80 bytes, not signed and not bound to the envelope
+    by itself: the reader binds it with :func:`open_envelope_with_wrap`, which checks
+    the key commitment. The envelope is not re-issued and no recipient is added.
+
+    Args:
+        envelope: the note (or amendment) as decoded from the server.
+        custodian: the custodian's keys for the key version the envelope names.
+        sender_bundle: the author's bundle, trusted by the custodian.
+        context_id: the client whose record the break-glass access was opened for.
+        kinds: the kinds the custodian agrees to re-wrap (e.g. note, note amendment).
+        reader_bundle: the emergency clinician's bundle. It must be one the custodian
+            trusts (verified chain or compared safety number), not merely what the
+            server served: a substituted bundle would receive the content key.
+            Its self-signature is checked here.
+
+    Raises:
+        SignatureError: the envelope or a bundle signature fails.
+        ContextError: authentic, but for another context or of an unexpected kind.
+        RecipientSetError: ``custodian`` is not a recipient of the envelope.
+        InvalidKeyError: the reader's encryption key is unusable.
+        DecryptionError: the custodian's wrapped key does not open or does not match
+            the key commitment.
+    """
+    return _rewrap_for(
+        envelope,
+        custodian=custodian,
+        sender_bundle=sender_bundle,
+        context_id=context_id,
+        kinds=kinds,
+        reader_bundle=reader_bundle,
+        rng=system_rng,
     )
-    try:
-        padded = aead_decrypt(content_key, envelope.nonce, envelope.ciphertext, associated_data)
-        payload = decode_payload(unpad(padded))
-    except CryptoError as exc:
-        raise DecryptionError("decryption failed") from exc
-    return OpenedEnvelope(
-        kind=envelope.kind,
-        context_id=envelope.context_id,
-        item_id=envelope.item_id,
-        sender=envelope.sender,
-        references=envelope.references,
-        payload=payload,
-    )
+
+
+def open_envelope_with_wrap(
+    envelope: Envelope,
+    *,
+    reader: IdentityKeys,
+    wrapped_key: bytes,
+    sender_bundle: KeyBundle,
+    context_id: uuid.UUID,
+    kinds: Collection[EnvelopeKind],
+) -> OpenedEnvelope:
+    """Verify and decrypt an envelope with a content key re-wrapped by the custodian.
+
+    ``wrapped_key`` comes from :func:`rewrap_for` via the server, which stores it
+    beside the envelope. A sealed box is not authenticated: anyone who knows the
+    reader's public key (the server included) can make one, around any key. What makes
+    the wrap safe to use is the **key commitment**: the envelope is verified exactly as
+    :func:`open_envelope` does, so its ``key_commitment`` and ``nonce`` are the ones
+    the author signed, and the unwrapped key must match that commitment before any
+    decryption. Only the author's content key does (SHA-512 collision resistance), so
+    a malicious custodian or server cannot hand the reader a key that decrypts this
+    envelope to anything other than what every recipient reads, nor a key of another
+    note (which fails the commitment), even with an author colluding to craft a
+    ciphertext that opens under two keys (Poly1305 is not key-committing). A wrap
+    does not prove who made it (any holder of the content key can), nor that the
+    access was approved: that record is the audit trail's.
+
+    Args:
+        envelope: as decoded from the server.
+        reader: the emergency reader's keys (the key version the wrap was made for).
+        wrapped_key: the sealed box of the content key to the reader's encryption key.
+        sender_bundle: the author's bundle, trusted by the reader.
+        context_id: the client whose record the reader is opening.
+        kinds: the kinds the caller expects here.
+
+    Raises:
+        SignatureError: the envelope or bundle signature fails (any tampering).
+        RecipientSetError: the sender entry of the envelope is wrong.
+        ContextError: authentic, but for another context or of an unexpected kind.
+        DecryptionError: the wrap does not open with the reader's keys, does not match
+            the key commitment, or the payload does not decrypt: one opaque error.
+    """
+    _check_readable(envelope, sender_bundle, context_id, kinds)
+    return _decrypt(envelope, _unwrap(envelope, reader, wrapped_key))
 
 
 def _share_envelope(
