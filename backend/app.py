@@ -22,7 +22,7 @@ from backend.clock import Clock, SystemClock
 from backend.consent.controller import ConsentController, EmergencyAccessController
 from backend.db.database import resolve_database_url
 from backend.db.pool import create_pool
-from backend.health.controller import HealthController
+from backend.health.controller import BenchController, HealthController
 from backend.http.auth_middleware import AuthenticationMiddleware
 from backend.http.deps import dependencies
 from backend.http.middleware import RequestContextMiddleware
@@ -121,7 +121,7 @@ def create_app(
             runtime.passwords.close()
 
     app = Litestar(
-        route_handlers=ROUTE_HANDLERS,
+        route_handlers=[*ROUTE_HANDLERS, *([BenchController] if settings.bench_routes else [])],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         lifespan=[lifespan],

@@ -113,6 +113,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     invite_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=2_592_000)] = 604_800
     """Default lifetime of a client invite code."""
+    bench_routes: bool = False
+    """Expose ``POST /_bench/echo`` (a body decoded into a Struct, no database): a benchmark ceiling.
+
+    Refused in production."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576
     """Largest request body accepted (413 beyond)."""
 
@@ -162,6 +166,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError(
                 "CONFIDE_AUDIT_LOG_KEY or CONFIDE_AUDIT_LOG_KEY_FILE is required in production"
             )
+        if self.environment == "production" and self.bench_routes:
+            raise SettingsError("CONFIDE_BENCH_ROUTES must not be set in production")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:
             raise SettingsError("CONFIDE_OTEL_ENDPOINT is required when CONFIDE_OTEL_EXPORTER=otlp")
 

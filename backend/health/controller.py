@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncpg
 import msgspec
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
+from litestar.params import JSONBody
 
 from backend.db.migrate import MigrationError, pending
 from backend.db.pool import connection
 from backend.errors import UnavailableError
 from backend.runtime import Runtime
 
-__all__ = ["HealthController", "HealthStatus"]
+__all__ = ["BenchController", "HealthController", "HealthStatus"]
 
 
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,3 +61,30 @@ class HealthController(Controller):
                 status_code=503,
             )
         return Response(HealthStatus(status="ok", database="ok", migrations="current"))
+
+
+class EchoBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A benchmark body: some ids and an opaque blob, decoded like a real request."""
+
+    id: str
+    context: str
+    blob: str
+
+
+class EchoAck(msgspec.Struct, frozen=True, kw_only=True):
+    """What the echo route answers."""
+
+    id: str
+
+
+class BenchController(Controller):
+    """Benchmark ceilings; registered only with ``CONFIDE_BENCH_ROUTES=true`` (never in production)."""
+
+    path = "/_bench"
+    tags = ("health",)
+    include_in_schema = False
+
+    @post("/echo", operation_id="benchEcho", opt={"public": True}, status_code=201)
+    async def echo(self, data: JSONBody[EchoBody]) -> EchoAck:
+        """Decode the body into a Struct and answer 201, touching no database."""
+        return EchoAck(id=data.id)

@@ -27,13 +27,13 @@ SERVER_CPUS = {0}
 LOADGEN_CPUS = {1} if (os.cpu_count() or 1) > 1 else {0}
 
 
-def _pin_postgres(cluster: EmbeddedPostgres) -> None:
-    """Keep PostgreSQL off the API's core, as if it ran on its own host (it shares the generator's)."""
+def _pin_postgres(cluster: EmbeddedPostgres, cpus: set[int]) -> None:
+    """Set PostgreSQL's CPUs (affinity outlives a run: the cluster is reused, so always set it)."""
     pid_file = cluster.pgdata / "postmaster.pid"
     with contextlib.suppress(OSError, ValueError, psutil.Error):
         postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
         for proc in [postmaster, *postmaster.children(recursive=True)]:
-            proc.cpu_affinity(sorted(LOADGEN_CPUS))
+            proc.cpu_affinity(sorted(cpus))
 
 
 def bench_database() -> str:
@@ -42,7 +42,10 @@ def bench_database() -> str:
     cluster = EmbeddedPostgres(ROOT / ".data" / "pg-bench")
     admin = external or cluster.ensure_running()
     if not external:
-        _pin_postgres(cluster)
+        # By default PostgreSQL may use every core, as on a real machine; set
+        # BENCH_PIN_POSTGRES=1 to keep it off the API's core instead.
+        everything = set(range(os.cpu_count() or 1))
+        _pin_postgres(cluster, LOADGEN_CPUS if os.environ.get("BENCH_PIN_POSTGRES") else everything)
     name = f"confide_bench_{uuid.uuid4().hex[:8]}"
 
     async def create() -> str:

@@ -1,0 +1,251 @@
+"""Messaging benchmark: send and page fetch against the real server, ceiling in the same run.
+
+Sends are real 2 KB envelopes to 3 recipients (a care team: the client and two
+clinicians), sealed beforehand with the crypto library, so the server does all its
+work per request: signature check, policy decision with facts, recipient check,
+insert, audit event, push outbox and NOTIFY. Ceiling: the same server answering a
+bare POST of a 2 KB JSON body decoded into a Struct with 201 (no database).
+
+Targets (issue 5): sending >= 25 % of the ceiling's requests/s with p99 < 50 ms;
+a 50-message page fetch >= 25 % of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from crypto.client import InnerPayload, generate_identity, seal_envelope, sign_consent
+from crypto.public import ConsentAction, EnvelopeKind, encode
+from tests.bench.loadgen import Result, build_request, run_phase
+from tests.bench.server import CONFIDE, bench_database, pin_loadgen, running_server
+from tests.helpers import totp_code
+
+PHASE_S = float(os.environ.get("BENCH_PHASE_S", "10"))
+BODY = secrets.token_bytes(2048)
+
+
+def _setup(base_url: str, database_url: str) -> dict[str, Any]:
+    env = {**os.environ, "CONFIDE_DATABASE_URL": database_url, "CONFIDE_ENVIRONMENT": "test"}
+    subprocess.run(
+        [
+            CONFIDE,
+            "admin",
+            "create",
+            "--organization",
+            "msgbench",
+            "--email",
+            "admin@m.example",
+            "--name",
+            "A",
+            "--password-stdin",
+        ],
+        input="bench admin passphrase\n",
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+
+        def login(email: str, password: str) -> dict[str, str]:
+            r = http.post(
+                "/v1/auth/login", json={"organization": "msgbench", "email": email, "password": password}
+            )
+            r.raise_for_status()
+            return {"Authorization": f"Bearer {r.json()['token']}"}
+
+        def enrol(headers: dict[str, str]) -> None:
+            secret = http.post("/v1/auth/mfa/totp", headers=headers).json()["secret"]
+            code = totp_code(secret, dt.datetime.now(dt.UTC))
+            http.post("/v1/auth/mfa/totp/confirm", json={"code": code}, headers=headers).raise_for_status()
+
+        admin = login("admin@m.example", "bench admin passphrase")
+        enrol(admin)
+        docs = []
+        for n in (1, 2):
+            body = {
+                "email": f"doc{n}@m.example",
+                "display_name": "D",
+                "role": "clinician",
+                "password": "doc pass 123",
+            }
+            http.post("/v1/accounts", json=body, headers=admin).raise_for_status()
+            headers = login(f"doc{n}@m.example", "doc pass 123")
+            enrol(headers)
+            docs.append(headers)
+        code = http.post("/v1/invites", json={}, headers=docs[0]).json()["code"]
+        redeemed = http.post(
+            f"/v1/invites/{code}/redeem",
+            json={"email": "c@m.example", "display_name": "C", "password": "client passphrase 1"},
+        )
+        redeemed.raise_for_status()
+        patient = login("c@m.example", "client passphrase 1")
+        ids = [uuid.UUID(http.get("/v1/me", headers=h).json()["id"]) for h in (*docs, patient)]
+        org = uuid.UUID(http.get("/v1/me", headers=patient).json()["organization_id"])
+        keys = {account: generate_identity(account) for account in ids}
+        for headers, account in zip((*docs, patient), ids, strict=True):
+            http.put(
+                "/v1/me/keys",
+                content=encode(keys[account].bundle),
+                headers={**headers, "Content-Type": "application/json"},
+            ).raise_for_status()
+        start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
+        for clinician in ids[:2]:  # the client consents to messaging with both clinicians
+            consent = sign_consent(
+                keys[ids[2]],
+                action=ConsentAction.GRANT,
+                consent_id=uuid.uuid4(),
+                organization_id=org,
+                grantee_type="clinician",
+                grantee_id=clinician,
+                scopes=("messaging", "records.read"),
+                purpose="TREAT",
+                valid_from=start,
+                valid_until=start + dt.timedelta(days=1),
+            )
+            http.post(
+                "/v1/consents",
+                content=encode(consent),
+                headers={**patient, "Content-Type": "application/json"},
+            ).raise_for_status()
+        conversation = uuid.uuid4()
+        created = http.post(
+            "/v1/conversations",
+            json={
+                "id": str(conversation),
+                "kind": "care_team",
+                "client_id": str(ids[2]),
+                "clinicians": [str(ids[1])],
+            },
+            headers=docs[0],
+        )
+        created.raise_for_status()
+        return {
+            "doc": docs[0],
+            "keys": keys,
+            "sender": ids[0],
+            "ids": ids,
+            "conversation": conversation,
+            "members": ids,
+        }
+
+
+def _envelopes(ctx: dict[str, Any], count: int) -> list[bytes]:
+    keys = ctx["keys"]
+    sender = keys[ctx["sender"]]
+    recipients = [keys[a].bundle for a in ctx["members"]]
+    payload = InnerPayload(version=1, content_type="application/octet-stream", body=BODY)
+    return [
+        encode(
+            seal_envelope(
+                sender,
+                kind=EnvelopeKind.MESSAGE,
+                context_id=ctx["conversation"],
+                item_id=uuid.uuid4(),
+                payload=payload,
+                recipients=recipients,
+            )
+        )
+        for _ in range(count)
+    ]
+
+
+async def _phases(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]) -> dict[str, Result]:
+    hostport = f"{host}:{port}"
+    auth = ctx["doc"]["Authorization"]
+    path = f"/v1/conversations/{ctx['conversation']}/messages"
+    echo_body = json.dumps(
+        {
+            "id": str(uuid.uuid4()),
+            "context": str(uuid.uuid4()),
+            "blob": base64.b64encode(BODY[:1500]).decode(),
+        }
+    ).encode()
+    echo = build_request("POST", "/_bench/echo", hostport, {"Content-Type": "application/json"}, echo_body)
+    queue = iter(bodies)
+
+    def send(_: int) -> bytes:
+        return build_request(
+            "POST", path, hostport, {"Authorization": auth, "Content-Type": "application/json"}, next(queue)
+        )
+
+    page = build_request("GET", path + "?limit=50", hostport, {"Authorization": auth})
+    results: dict[str, Result] = {}
+    await run_phase("warmup", host, port, lambda _: echo, connections=8, duration_s=1.0)
+    results["echo"] = await run_phase(
+        "POST /_bench/echo (ceiling)", host, port, lambda _: echo, connections=64, duration_s=PHASE_S
+    )
+    results["send"] = await run_phase(
+        "POST messages (2 KB, 3 recipients)",
+        host,
+        port,
+        send,
+        connections=64,
+        duration_s=PHASE_S,
+        max_requests=len(bodies),
+    )
+    results["page"] = await run_phase(
+        "GET 50-message page", host, port, lambda _: page, connections=64, duration_s=PHASE_S
+    )
+    return results
+
+
+def run() -> dict[str, Any]:
+    pin_loadgen()
+    database = bench_database()
+    with running_server(database, CONFIDE_BENCH_ROUTES="true", CONFIDE_AUDIT_INTEGRATOR="true") as (
+        host,
+        port,
+    ):
+        ctx = _setup(f"http://{host}:{port}", database)
+        started = time.perf_counter()
+        bodies = _envelopes(ctx, int(os.environ.get("BENCH_ENVELOPES", "15000")))
+        seal_s = time.perf_counter() - started
+        results = asyncio.run(_phases(host, port, ctx, bodies))
+    figures: dict[str, Any] = {k: v.summary() for k, v in results.items()}
+    figures["recipients"] = len(ctx["members"])
+    figures["sealed_per_s_client_side"] = round(len(bodies) / seal_s)
+    figures["send_over_ceiling"] = round(results["send"].rate / results["echo"].rate, 3)
+    figures["page_over_ceiling"] = round(results["page"].rate / results["echo"].rate, 3)
+    return figures
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    lines = [
+        "## Messaging (issue 5)",
+        "",
+        f"Real envelopes of a 2 KB body to {figures['recipients']} recipients (sealed beforehand, "
+        f"{figures['sealed_per_s_client_side']:,}/s client-side), sent at 64 connections; page fetch of 50 "
+        "messages; ceiling: the same server decoding a 2 KB JSON body into a Struct and answering 201. "
+        "Server on core 0, load generator and PostgreSQL on core 1.",
+        "",
+        "| phase | req/s | p50 ms | p99 ms | errors | statuses |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in ("echo", "send", "page"):
+        s = figures[key]
+        lines.append(
+            f"| {s['name']} | {s['rate']} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['statuses']} |"
+        )
+    lines += [
+        "",
+        f"Send ÷ ceiling: **{figures['send_over_ceiling']}** (target ≥ 0.25, p99 < 50 ms); "
+        f"page ÷ ceiling: **{figures['page_over_ceiling']}** (target ≥ 0.25).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown(run()))
