@@ -184,13 +184,16 @@ function verifyEnvelope(e, sender) {
   const own = e.recipients.find((r) => r.account_id === e.sender.account_id && r.key_version === e.sender.key_version);
   check(equal(own.public_key, sender.encryption_key), 'sender entry key');
 }
-function openEnvelope(e, sender, reader, contextId, kinds) {
+function checkReadable(e, sender, contextId, kinds) {
   verifyEnvelope(e, sender);
   check(e.context_id === contextId && kinds.includes(e.kind), 'wrong context or kind');
-  const entry = e.recipients.find((r) => r.account_id === reader.bundle.account_id && r.key_version === reader.bundle.key_version);
-  check(entry && equal(entry.public_key, reader.bundle.encryption_key), 'not a recipient');
+}
+// Unwrap, then the key commitment (SPEC 5.4) before any decryption: it is what binds an
+// unsigned wrap (a custodian's re-wrap, SPEC 5.10) to this signed envelope.
+function unwrapAndDecrypt(e, reader, wrapped) {
+  check(wrapped.length === 80, 'wrapped key length');
   let key;
-  try { key = sodium.crypto_box_seal_open(entry.wrapped_key, reader.bundle.encryption_key, reader.secret); } catch { refuse('unwrap'); }
+  try { key = sodium.crypto_box_seal_open(wrapped, reader.bundle.encryption_key, reader.secret); } catch { refuse('unwrap'); }
   check(equal(commitment(key, e.nonce), e.key_commitment), 'commitment');
   let padded;
   try { padded = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(null, e.ciphertext, envelopeAD(e), e.nonce, key); } catch { refuse('aead'); }
@@ -198,6 +201,17 @@ function openEnvelope(e, sender, reader, contextId, kinds) {
   JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(payload));
   return { key, padded, payload };
 }
+function openEnvelope(e, sender, reader, contextId, kinds) {
+  checkReadable(e, sender, contextId, kinds);
+  const entry = e.recipients.find((r) => r.account_id === reader.bundle.account_id && r.key_version === reader.bundle.key_version);
+  check(entry && equal(entry.public_key, reader.bundle.encryption_key), 'not a recipient');
+  return unwrapAndDecrypt(e, reader, entry.wrapped_key);
+}
+function openEnvelopeWithWrap(e, sender, reader, wrapped, contextId, kinds) {
+  checkReadable(e, sender, contextId, kinds);
+  return unwrapAndDecrypt(e, reader, wrapped);
+}
+const NOTE_KINDS = ['note', 'note_amendment'];
 
 // ---- backups (SPEC section 7) ----
 function parseBackup(text) {
@@ -350,7 +364,8 @@ for (const v of keys.identities) {
 }
 test('chain', () => { for (let i = 1; i < keys.chain.length; i++) verifyRotation(identities.get(keys.chain[i - 1]).bundle, identities.get(keys.chain[i]).bundle); });
 
-for (const v of load('envelopes.json').envelopes) {
+const envelopeVectors = load('envelopes.json').envelopes;
+for (const v of envelopeVectors) {
   test(`envelope ${v.name}`, () => {
     const e = parseEnvelope(v.envelope);
     const sender = identities.get(v.sender);
@@ -375,6 +390,30 @@ for (const v of load('envelopes.json').envelopes) {
       expectEqual(hex(opened.padded), v.padded_payload, 'padded payload');
       expectEqual(new TextDecoder().decode(opened.payload), v.payload, 'payload');
     }
+  });
+}
+
+for (const v of load('rewraps.json').rewraps) {
+  test(`rewrap ${v.name}`, () => {
+    const source = envelopeVectors.find((item) => item.name === v.envelope);
+    check(source !== undefined, 'unknown envelope vector');
+    const e = parseEnvelope(source.envelope);
+    const sender = identities.get(source.sender);
+    const custodian = identities.get(v.custodian);
+    const reader = identities.get(v.reader);
+    check(source.recipients.includes(v.custodian) && !source.recipients.includes(v.reader), 'vector roles');
+    // What the custodian does: open its own entry, then seal the key to the reader.
+    const { key } = openEnvelope(e, sender.bundle, custodian, v.context_id, v.kinds);
+    expectEqual(hex(key), v.content_key, 'custodian content key');
+    const esk = fromHex(v.ephemeral_secret);
+    const epk = sodium.crypto_scalarmult_base(esk);
+    const nonce = sodium.crypto_generichash(24, concat(epk, reader.bundle.encryption_key), null);
+    const boxed = concat(epk, sodium.crypto_box_easy(key, nonce, reader.bundle.encryption_key, esk));
+    expectEqual(hex(boxed), v.wrapped_key, 'wrapped key (deterministic sealed box)');
+    // What the reader does: verify the envelope, open the wrap, check the commitment.
+    const opened = openEnvelopeWithWrap(e, sender.bundle, reader, fromHex(v.wrapped_key), v.context_id, v.kinds);
+    expectEqual(hex(opened.key), v.content_key, 'reader content key');
+    expectEqual(new TextDecoder().decode(opened.payload), source.payload, 'payload');
   });
 }
 
@@ -437,6 +476,8 @@ for (const v of load('negative.json').vectors) {
         openBackup(parseBackup(v.data), v.passphrase, identities.get(v.identity).bundle);
       } else if (v.category === 'consent') {
         verifyConsent(parseConsent(v.data), identities.get(v.identity).bundle);
+      } else if (v.category === 'rewrap') {
+        openEnvelopeWithWrap(parseEnvelope(v.data), identities.get(v.identity).bundle, identities.get(v.reader), b64(v.wrapped_key), v.context_id, NOTE_KINDS);
       } else if (v.category === 'attachment') {
         decryptAttachment(b64(v.data), parseAttachmentKey(v.attachment_key));
       } else {

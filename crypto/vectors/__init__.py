@@ -19,5 +19,6 @@ VECTOR_FILES = (
     "backups.json",
     "fingerprints.json",
     "consents.json",
+    "rewraps.json",
     "negative.json",
 )

@@ -40,11 +40,14 @@ ACCOUNTS = {
     "bob": uuid.UUID("b0b00000-0000-4000-8000-000000000002"),
     "carol": uuid.UUID("ca401000-0000-4000-8000-000000000003"),
     "mallory": uuid.UUID("3a110000-0000-4000-8000-000000000004"),
+    "dana": uuid.UUID("da4a0000-0000-4000-8000-000000000005"),
+    #: The practice's custodian key bundle is registered under the organization's id.
+    "practice": uuid.UUID("0e000000-0000-4000-8000-0000000000a9"),
 }
 CONVERSATION = uuid.UUID("c0000000-0000-4000-8000-00000000c0de")
 OTHER_CONVERSATION = uuid.UUID("c0000000-0000-4000-8000-00000000beef")
 CLIENT_RECORD = uuid.UUID("c1000000-0000-4000-8000-0000000000a1")
-ORGANIZATION = uuid.UUID("0e000000-0000-4000-8000-0000000000a9")
+ORGANIZATION = ACCOUNTS["practice"]
 PASSPHRASE = "correct horse battery staple"  # noqa: S105 - published vector input
 #: NFKC turns the "fi" ligature and the fullwidth digits into ASCII.
 PASSPHRASE_NFKC = "\ufb01rst-aid kit \u2602 \uff12\uff10\uff12\uff15"  # noqa: S105 - vector
@@ -129,7 +132,11 @@ class Keys:
 
 
 def make_keys() -> Keys:
-    """All vector identities: alice v1..v3 (a rotation chain), bob, carol, mallory."""
+    """All vector identities.
+
+    alice v1..v3 (a rotation chain), bob, carol, mallory; practice (the organization's
+    custodian key) and dana (a clinician with break-glass access) for the re-wrap vector.
+    """
     keys = Keys()
     keys.make("alice-v1", "alice", 1, None)
     keys.make("alice-v2", "alice", 2, "alice-v1")
@@ -137,4 +144,6 @@ def make_keys() -> Keys:
     keys.make("bob-v1", "bob", 1, None)
     keys.make("carol-v1", "carol", 1, None)
     keys.make("mallory-v1", "mallory", 1, None)
+    keys.make("practice-v1", "practice", 1, None)
+    keys.make("dana-v1", "dana", 1, None)
     return keys

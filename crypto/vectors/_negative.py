@@ -9,16 +9,18 @@ from typing import cast
 
 import msgspec
 
-from crypto.client.envelope import _signed
+from crypto.client.envelope import _commitment, _rewrap_for, _signed
 from crypto.client.keys import _generate_identity
 from crypto.client.payload import AttachmentKey
+from crypto.hazmat.primitives import seal
 from crypto.hazmat.rng import ScriptedRng
 from crypto.public._sodium import ED25519_ORDER
 from crypto.public.consent import ConsentStatement, consent_signed_bytes
 from crypto.public.keys import X25519_SMALL_ORDER_POINTS
-from crypto.public.wire import Envelope, KeyBackup
+from crypto.public.wire import Envelope, EnvelopeKind, KeyBackup
 from crypto.vectors._common import (
     ACCOUNTS,
+    CLIENT_RECORD,
     CONVERSATION,
     OTHER_CONVERSATION,
     PASSPHRASE,
@@ -30,13 +32,18 @@ from crypto.vectors._common import (
 from crypto.vectors.schema import NegativeVector
 
 __all__ = [
+    "REWRAP_KINDS",
     "attachment_negatives",
     "backup_negatives",
     "bundle_negatives",
     "consent_negatives",
     "envelope_negatives",
+    "rewrap_negatives",
     "rotation_negatives",
 ]
+
+#: The kinds a custodian re-wraps and an emergency reader expects.
+REWRAP_KINDS = frozenset({EnvelopeKind.NOTE, EnvelopeKind.NOTE_AMENDMENT})
 
 JsonObject = dict[str, object]
 
@@ -400,4 +407,71 @@ def consent_negatives(keys: Keys, consents: dict[str, ConsentStatement]) -> list
             identity="alice-v2",
         )
         for name, error, description, data in cases
+    ]
+
+
+def rewrap_negatives(keys: Keys, envelopes: dict[str, Envelope], wrap: bytes) -> list[NegativeVector]:
+    """Wraps the emergency reader (dana) must refuse for the "note-custodian" envelope.
+
+    ``wrap`` is the genuine re-wrap of that envelope for dana (the positive vector).
+    """
+    note = envelopes["note-custodian"]
+    dana = keys.bundle("dana-v1")
+
+    def rewrap(envelope: Envelope, custodian: str, reader: str, label: str) -> bytes:
+        return _rewrap_for(
+            envelope,
+            custodian=keys.by_name[custodian],
+            sender_bundle=keys.bundle("bob-v1"),
+            context_id=CLIENT_RECORD,
+            kinds=REWRAP_KINDS,
+            reader_bundle=keys.bundle(reader),
+            rng=ScriptedRng([fixed(f"rewrap {label} ephemeral", 32)]),
+        )
+
+    # Signed by the author with a commitment to another key: the genuine content key
+    # still decrypts the ciphertext, so only the commitment check refuses it.
+    uncommitted = _signed(
+        keys.by_name["bob-v1"],
+        msgspec.structs.replace(
+            note, key_commitment=_commitment(fixed("rewrap uncommitted key", 32), note.nonce)
+        ),
+    )
+    flipped = bytearray(wrap)
+    flipped[40] ^= 0x01
+    server_made = seal(
+        dana.encryption_key,
+        fixed("rewrap server-chosen key", 32),
+        ephemeral_secret=fixed("rewrap server-made ephemeral", 32),
+    )
+    cases = [
+        ("other-envelope-key", "DecryptionError",
+         "genuine re-wrap of the 'note' vector (by its recipient carol-v1) served beside this note",
+         note, rewrap(envelopes["note"], "carol-v1", "dana-v1", "other-envelope-key"), CLIENT_RECORD),
+        ("other-reader", "DecryptionError", "the custodian's re-wrap for mallory-v1, presented to dana",
+         note, rewrap(note, "practice-v1", "mallory-v1", "other-reader"), CLIENT_RECORD),
+        ("truncated", "DecryptionError", "last byte of the wrap removed", note, wrap[:-1], CLIENT_RECORD),
+        ("flip-tag", "DecryptionError", "one bit of the sealed box's tag", note, bytes(flipped),
+         CLIENT_RECORD),
+        ("server-made", "DecryptionError", "a key of the server's choice sealed to dana's public key",
+         note, server_made, CLIENT_RECORD),
+        ("uncommitted-key", "DecryptionError",
+         "author re-signed a commitment to another key; the wrapped key still decrypts the AEAD",
+         uncommitted, wrap, CLIENT_RECORD),
+        ("other-context", "ContextError", "genuine wrap, but read as part of a conversation",
+         note, wrap, CONVERSATION),
+    ]  # fmt: skip
+    return [
+        NegativeVector(
+            name=f"rewrap-{name}",
+            category="rewrap",
+            description=description,
+            expected_error=error,
+            data=wire_json(envelope),
+            identity="bob-v1",
+            reader="dana-v1",
+            context_id=str(context),
+            wrapped_key=_b64(wrapped),
+        )
+        for name, error, description, envelope, wrapped, context in cases
     ]

@@ -20,7 +20,7 @@ import msgspec
 from crypto.client.attachments import _encrypt_attachment
 from crypto.client.backup import _create_key_backup, _normalise
 from crypto.client.consent import sign_consent
-from crypto.client.envelope import _seal_envelope
+from crypto.client.envelope import _rewrap_for, _seal_envelope
 from crypto.client.payload import PAYLOAD_VERSION, AttachmentKey, InnerPayload, encode_payload
 from crypto.errors import CryptoError
 from crypto.hazmat.padding import pad
@@ -59,11 +59,13 @@ from crypto.vectors._common import (
     wire_json,
 )
 from crypto.vectors._negative import (
+    REWRAP_KINDS,
     attachment_negatives,
     backup_negatives,
     bundle_negatives,
     consent_negatives,
     envelope_negatives,
+    rewrap_negatives,
     rotation_negatives,
 )
 from crypto.vectors.schema import (
@@ -79,6 +81,8 @@ from crypto.vectors.schema import (
     FingerprintVectors,
     KeyVectors,
     NegativeVectors,
+    RewrapVector,
+    RewrapVectors,
 )
 
 __all__ = ["generate", "main"]
@@ -236,6 +240,16 @@ def _envelopes(keys: Keys, attachment: AttachmentKey) -> tuple[EnvelopeVectors, 
             EnvelopeKind.NOTE,
             CLIENT_RECORD,
             _text("Session 4: progress on sleep hygiene."),
+            "",
+        ),
+        (
+            "note-custodian",
+            "session note by Dr Bob to the client and the organization's custodian key",
+            "bob-v1",
+            ["alice-v2", "practice-v1"],
+            EnvelopeKind.NOTE,
+            CLIENT_RECORD,
+            _text("Session 5: discussed a safety plan; next session in one week."),
             "",
         ),
         (
@@ -433,6 +447,40 @@ def _consents(keys: Keys) -> tuple[ConsentVectors, dict[str, ConsentStatement]]:
     return result, made
 
 
+def _rewraps(
+    keys: Keys, envelopes: EnvelopeVectors, made: dict[str, Envelope]
+) -> tuple[RewrapVectors, bytes]:
+    note = next(vector for vector in envelopes.envelopes if vector.name == "note-custodian")
+    ephemeral = fixed("rewrap note-custodian ephemeral", 32)
+    wrap = _rewrap_for(
+        made[note.name],
+        custodian=keys.by_name["practice-v1"],
+        sender_bundle=keys.bundle(note.sender),
+        context_id=CLIENT_RECORD,
+        kinds=REWRAP_KINDS,
+        reader_bundle=keys.bundle("dana-v1"),
+        rng=ScriptedRng([ephemeral]),
+    )
+    vector = RewrapVector(
+        name="break-glass",
+        description="the custodian re-wraps the note's content key for dana (break-glass)",
+        envelope=note.name,
+        custodian="practice-v1",
+        reader="dana-v1",
+        context_id=str(CLIENT_RECORD),
+        kinds=tuple(sorted(kind.value for kind in REWRAP_KINDS)),
+        content_key=note.content_key,
+        ephemeral_secret=ephemeral.hex(),
+        wrapped_key=wrap.hex(),
+    )
+    result = RewrapVectors(
+        format=FORMAT,
+        description="custodian re-wraps: sealed box of an envelope's content key to a reader",
+        rewraps=(vector,),
+    )
+    return result, wrap
+
+
 def _dump(value: msgspec.Struct) -> str:
     return msgspec.json.format(msgspec.json.encode(value), indent=2).decode() + "\n"
 
@@ -444,6 +492,7 @@ def generate() -> dict[str, str]:
     envelopes, made = _envelopes(keys, refs[-1])
     backups, backup_objects = _backups(keys)
     consents, consent_objects = _consents(keys)
+    rewraps, wrap = _rewraps(keys, envelopes, made)
     return {
         "keys.json": _dump(
             KeyVectors(
@@ -458,6 +507,7 @@ def generate() -> dict[str, str]:
         "backups.json": _dump(backups),
         "fingerprints.json": _dump(_fingerprints(keys)),
         "consents.json": _dump(consents),
+        "rewraps.json": _dump(rewraps),
         "negative.json": _dump(
             NegativeVectors(
                 format=FORMAT,
@@ -469,6 +519,7 @@ def generate() -> dict[str, str]:
                     *backup_negatives(backup_objects),
                     *attachment_negatives((refs[1], blobs[1]), (refs[-1], blobs[-1])),
                     *consent_negatives(keys, consent_objects),
+                    *rewrap_negatives(keys, made, wrap),
                 ),
             )
         ),

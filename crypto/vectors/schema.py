@@ -19,6 +19,8 @@ __all__ = [
     "KeyVectors",
     "NegativeVector",
     "NegativeVectors",
+    "RewrapVector",
+    "RewrapVectors",
 ]
 
 
@@ -163,6 +165,34 @@ class ConsentVectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     consents: tuple[ConsentVector, ...]
 
 
+class RewrapVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A custodian re-wrap: the content key of envelope vector ``envelope``, sealed to ``reader``.
+
+    ``custodian`` is a recipient of the envelope and made the wrap with ``rewrap_for``
+    (context ``context_id``, one of ``kinds``); ``ephemeral_secret`` is the sealed box's
+    fixed ephemeral X25519 secret, so ``wrapped_key`` is reproducible byte for byte.
+    """
+
+    name: str
+    description: str
+    envelope: str
+    custodian: str
+    reader: str
+    context_id: str
+    kinds: tuple[str, ...]
+    content_key: str
+    ephemeral_secret: str
+    wrapped_key: str
+
+
+class RewrapVectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """rewraps.json."""
+
+    format: str
+    description: str
+    rewraps: tuple[RewrapVector, ...]
+
+
 class NegativeVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """An input that must be refused, and the error class this library raises.
 
@@ -170,8 +200,9 @@ class NegativeVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     of ``identity``, open as ``reader`` in ``context_id``), ``bundle``, ``rotation``
     (``identity`` is the previous bundle), ``backup`` (open with ``passphrase`` for the
     bundle of ``identity``), ``attachment`` (``data`` is the base64 blob, decrypted
-    with ``attachment_key``) or ``consent`` (verify the statement against the bundle of
-    ``identity``).
+    with ``attachment_key``), ``consent`` (verify the statement against the bundle of
+    ``identity``) or ``rewrap`` (``data`` is an envelope sent by ``identity``; open it as
+    ``reader`` in ``context_id`` as a note or amendment with the base64 ``wrapped_key``).
     """
 
     name: str
@@ -184,6 +215,7 @@ class NegativeVector(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     context_id: str | None = None
     passphrase: str | None = None
     attachment_key: str | None = None
+    wrapped_key: str | None = None
 
 
 class NegativeVectors(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

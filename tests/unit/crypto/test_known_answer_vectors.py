@@ -22,10 +22,14 @@ from crypto.client import (
     InnerPayload,
     decrypt_attachment,
     open_envelope,
+    open_envelope_with_wrap,
     open_key_backup,
+    rewrap_for,
 )
+from crypto.client.envelope import _rewrap_for
 from crypto.client.payload import encode_payload
 from crypto.hazmat.padding import pad
+from crypto.hazmat.rng import ScriptedRng
 from crypto.public import (
     EnvelopeKind,
     KeyBundle,
@@ -57,6 +61,7 @@ from crypto.vectors.schema import (
     KeyVectors,
     NegativeVector,
     NegativeVectors,
+    RewrapVectors,
 )
 
 KEYS = msgspec.json.decode((VECTOR_DIR / "keys.json").read_bytes(), type=KeyVectors)
@@ -199,6 +204,52 @@ def test_consent_vectors_verify_and_reproduce_their_signed_bytes(vector: object)
     assert _identity(vector.identity)._sign(bytes.fromhex(vector.signed_bytes)) == statement.signature
 
 
+REWRAPS = msgspec.json.decode((VECTOR_DIR / "rewraps.json").read_bytes(), type=RewrapVectors)
+
+
+@pytest.mark.parametrize("vector", REWRAPS.rewraps, ids=lambda v: v.name)
+def test_rewrap_vectors_reproduce_the_wrap_and_open_for_the_reader(vector: object) -> None:
+    assert isinstance(vector, type(REWRAPS.rewraps[0]))
+    source = next(item for item in ENVELOPES.envelopes if item.name == vector.envelope)
+    assert vector.custodian in source.recipients
+    assert vector.reader not in source.recipients
+    assert vector.content_key == source.content_key
+    envelope = decode_envelope(source.envelope.encode())
+    context_id, kinds = uuid.UUID(vector.context_id), {EnvelopeKind(kind) for kind in vector.kinds}
+    custodian, sender, reader = _identity(vector.custodian), _bundle(source.sender), _bundle(vector.reader)
+    scripted = ScriptedRng([bytes.fromhex(vector.ephemeral_secret)])
+    wrap = _rewrap_for(
+        envelope,
+        custodian=custodian,
+        sender_bundle=sender,
+        context_id=context_id,
+        kinds=kinds,
+        reader_bundle=reader,
+        rng=scripted,
+    )
+    assert wrap.hex() == vector.wrapped_key
+    assert scripted.exhausted
+    fresh = rewrap_for(
+        envelope,
+        custodian=custodian,
+        sender_bundle=sender,
+        context_id=context_id,
+        kinds=kinds,
+        reader_bundle=reader,
+    )
+    payload = msgspec.json.decode(source.payload.encode(), type=InnerPayload)
+    for candidate in (wrap, fresh):
+        opened = open_envelope_with_wrap(
+            envelope,
+            reader=_identity(vector.reader),
+            wrapped_key=candidate,
+            sender_bundle=sender,
+            context_id=context_id,
+            kinds=kinds,
+        )
+        assert opened.payload == payload
+
+
 def _refuse(vector: NegativeVector) -> None:
     data = vector.data.encode()
     if vector.category == "envelope":
@@ -224,6 +275,19 @@ def _refuse(vector: NegativeVector) -> None:
     elif vector.category == "consent":
         assert vector.identity
         verify_consent(decode_consent(data), _bundle(vector.identity))
+    elif vector.category == "rewrap":
+        assert vector.identity
+        assert vector.reader
+        assert vector.context_id
+        assert vector.wrapped_key is not None
+        open_envelope_with_wrap(
+            decode_envelope(data),
+            reader=_identity(vector.reader),
+            wrapped_key=base64.b64decode(vector.wrapped_key),
+            sender_bundle=_bundle(vector.identity),
+            context_id=uuid.UUID(vector.context_id),
+            kinds={EnvelopeKind.NOTE, EnvelopeKind.NOTE_AMENDMENT},
+        )
     else:
         assert vector.category == "attachment"
         assert vector.attachment_key
