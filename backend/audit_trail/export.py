@@ -41,7 +41,7 @@ from backend.runtime import Runtime
 __all__ = ["CHUNK", "MEDIA_TYPES", "ExportFormat", "ExportPlan", "prepare_export", "stream_export"]
 
 ExportFormat = Literal["jsonl", "csv", "fhir"]
-CHUNK: Final = 2_000
+CHUNK: Final = 5_000
 MEDIA_TYPES: Final[dict[str, str]] = {
     "jsonl": "application/jsonl",
     "csv": "text/csv; charset=utf-8",

@@ -182,7 +182,7 @@ class Integrator:
             self.status.last_lag_s = result.lag_s
             _log.info(
                 "audit_integrated",
-                events=result.integrated,
+                count=result.integrated,
                 tree_size=result.size,
                 lag_ms=round((result.lag_s or 0.0) * 1000, 1),
             )

@@ -55,6 +55,8 @@ ALLOWED_LOG_KEYS: frozenset[str] = frozenset(
         "database",
         "dropped",
         "retry_after",
+        "tree_size",  # audit log integrator: leaves in the log
+        "lag_ms",  # audit log integrator: age of the oldest event of a batch when signed
     }
 )
 

@@ -11,7 +11,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import bench_audit_offline, bench_crypto, bench_http, bench_policy
+from tests.bench import (
+    bench_audit_http,
+    bench_audit_offline,
+    bench_crypto,
+    bench_http,
+    bench_messaging,
+    bench_policy,
+)
 from tests.bench.machine import describe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +73,9 @@ def main() -> int:
         bench_http.markdown(bench_http.run()),
         _crypto_section(),
         bench_policy.markdown(bench_policy.run()),
+        bench_messaging.markdown(bench_messaging.run()),
         _audit_section(),
+        bench_audit_http.markdown(bench_audit_http.run()),
     ]
     header = [
         "# Benchmarks",

@@ -121,7 +121,8 @@ def test_export_verify_and_witness(start_server: Callable[..., RunningServer], t
         second = server.run_cli(*witness_args)
         assert second.returncode == 0, second.stdout + second.stderr
         accepted = json.loads(state.read_text())["checkpoint"]
-        cosigned = http.get("/v1/audit/checkpoint", headers=officer).json()
+        accepted_size = int(accepted.split("\n")[1])
+        cosigned = http.get(f"/v1/audit/checkpoint?size={accepted_size}", headers=officer).json()
         assert cosigned["cosignatures"], "the server stores and serves the cosignature"
 
         # An insider with the log key rewrites history: first a smaller tree, then a fork.
