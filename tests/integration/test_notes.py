@@ -269,3 +269,76 @@ async def test_custodian_key_rules(client: AsyncTestClient[Litestar], practice: 
     reset = generate_identity(practice.org_id, key_version=2)
     r = await client.put("/v1/organization/custodian-key", json=as_json(reset.bundle), headers=admin.headers)
     assert r.status_code == 422, "a new custodian key must be signed by the previous one"
+
+
+async def test_break_glass_with_custodian_rewrap(
+    client: AsyncTestClient[Litestar],
+    db: asyncpg.Connection,
+    practice: Practice,
+    clock: FrozenClock,
+) -> None:
+    """Dual approval: access alone opens nothing; the custodian's holder re-wraps keys; TTL ends it."""
+    from crypto.client import open_envelope_with_wrap, rewrap_for  # noqa: PLC0415
+
+    doc, patient, colleague, admin = (
+        practice.clinic.clinician,
+        practice.clinic.client,
+        practice.colleague,
+        practice.clinic.admin,
+    )
+    written = note(
+        practice.doc, patient.id, "Safety plan: call 988.", [practice.doc.bundle, practice.custodian.bundle]
+    )
+    assert (
+        await client.post(f"/v1/clients/{patient.id}/notes", json=as_json(written), headers=doc.headers)
+    ).status_code == 201
+    opened_access = await client.post(
+        "/v1/emergency-access",
+        json={"client_id": str(patient.id), "reason": "Client in crisis, treating clinician unreachable."},
+        headers=colleague.headers,
+    )
+    access_id = opened_access.json()["id"]
+    before = (await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)).json()["items"]
+    assert before == [], "break-glass alone opens nothing: content stays end-to-end encrypted"
+
+    wrap = rewrap_for(
+        written,
+        custodian=practice.custodian,
+        sender_bundle=practice.doc.bundle,
+        context_id=patient.id,
+        kinds={EnvelopeKind.NOTE},
+        reader_bundle=practice.colleague_keys.bundle,
+    )
+    body = {"key_version": 1, "wraps": [{"note_id": str(written.item_id), "wrapped_key": as_json(wrap)}]}
+    url = f"/v1/emergency-access/{access_id}/key-wraps"
+    assert (await client.post(url, json=body, headers=colleague.headers)).status_code == 403, (
+        "no self-approval"
+    )
+    assert (await client.post(url, json={**body, "key_version": 2}, headers=admin.headers)).status_code == 422
+    foreign = {"key_version": 1, "wraps": [{"note_id": str(uuid.uuid4()), "wrapped_key": as_json(wrap)}]}
+    assert (await client.post(url, json=foreign, headers=admin.headers)).status_code == 422
+    approved = await client.post(url, json=body, headers=admin.headers)
+    assert approved.status_code == 200, approved.text
+
+    items = (await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)).json()["items"]
+    assert len(items) == 1
+    got = items[0]
+    wrapped = msgspec.convert(got["emergency_wrapped_key"], bytes, strict=False)
+    envelope = msgspec.convert(got["envelope"], Envelope, strict=False)
+    text = open_envelope_with_wrap(
+        envelope,
+        reader=practice.colleague_keys,
+        wrapped_key=wrapped,
+        sender_bundle=practice.doc.bundle,
+        context_id=patient.id,
+        kinds={EnvelopeKind.NOTE},
+    ).payload.body.decode()
+    assert text == "Safety plan: call 988."
+    events = {r["event_type"]: r for r in await audit_rows(db)}
+    assert events["emergency.rewrap"]["purpose_of_use"] == "ETREAT"
+    assert events["note.list"]["purpose_of_use"] in {"ETREAT", "TREAT"}
+    # When the hour is over, the wrap is no longer served.
+    for _ in range(7):
+        clock.advance(600)
+        assert (await client.get("/v1/me", headers=colleague.headers)).status_code == 200
+    assert (await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)).status_code == 403
