@@ -281,6 +281,10 @@ async def test_break_glass_dual_control(
     assert approved.status_code == 200
     assert approved.json()["status"] == "approved"
 
+    # The client sees the break-glass in their accounting of disclosures.
+    disclosures = (await client.get("/v1/me/disclosures", headers=patient.headers)).json()["items"]
+    emergency_seen = [d for d in disclosures if d["purpose"] == "ETREAT" and d["agent_id"] == str(doc.id)]
+    assert {d["type"] for d in emergency_seen} >= {"emergency.open", "client.read"}
     compliance = await make_staff(client, app, admin, "compliance_officer", "co2@clinic.example")
     listing = await client.get("/v1/emergency-access", headers=compliance.headers)
     assert [item["id"] for item in listing.json()["items"]] == [access["id"]]
