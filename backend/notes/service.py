@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from typing import cast
 
 import asyncpg
+import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
@@ -488,7 +490,7 @@ def _view(rt: Runtime, row: repo.NoteRow) -> NoteView:
         created_at=row.created_at,
         cursor=encode_cursor(rt.keys, f"notes:{row.client_id}", row.seq),
         envelope_version=row.envelope_version,
-        envelope=decode_envelope(row.envelope),
+        envelope=cast(Envelope, msgspec.Raw(row.envelope)),  # verified on the way in; bytes as stored
         emergency_wrapped_key=row.wrapped_key,
     )
 
