@@ -11,8 +11,8 @@ import msgspec
 __all__ = [
     "BackupRow",
     "BundleRow",
-    "current_bundles",
     "account_org",
+    "current_bundles",
     "get_backup",
     "insert_bundle",
     "list_bundles",
