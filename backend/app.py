@@ -12,6 +12,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from backend.accounts.controller import AccountsController
+from backend.attachments.controller import AttachmentsController
 from backend.audit_trail.controller import AuditController, DisclosuresController
 from backend.audit_trail.integrator import Integrator
 from backend.audit_trail.log_key import log_signer
@@ -30,6 +31,8 @@ from backend.http.problems import exception_handlers
 from backend.keys.controller import KeysController
 from backend.messaging.controller import ConversationsController
 from backend.notes.controller import NotesController
+from backend.realtime.controller import EventsController
+from backend.realtime.hub import Hub
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
@@ -51,6 +54,8 @@ ROUTE_HANDLERS = [
     ClientsController,
     ConversationsController,
     NotesController,
+    AttachmentsController,
+    EventsController,
 ]
 
 
@@ -101,6 +106,8 @@ def create_app(
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         dsn = database_url or resolve_database_url(settings)
         runtime.pool = await create_pool(settings, dsn)
+        runtime.hub = hub = Hub(dsn, poll_s=min(5.0, settings.events_keepalive_s))
+        hub.start()
         integrator: Integrator | None = None
         if settings.audit_integrator:
             integrator = Integrator(
@@ -116,6 +123,7 @@ def create_app(
         finally:
             if integrator is not None:
                 await integrator.stop()
+            await hub.stop()
             await runtime.pool.close()
             runtime.pool = None
             runtime.passwords.close()

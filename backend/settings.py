@@ -119,6 +119,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     Refused in production."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576
     """Largest request body accepted (413 beyond)."""
+    attachment_max_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=104_884_841)] = 26_214_400
+    """Largest encrypted attachment accepted, in bytes of ciphertext (413 beyond).
+
+    The ceiling is the blob of a 100 MiB plaintext (crypto/SPEC.md section 6)."""
+    events_keepalive_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 15.0
+    """Seconds between keep-alive comments on the push stream ``GET /v1/events``."""
 
     audit_log_key: str | None = None
     """Secret key signing audit checkpoints (``PRIVATE+KEY+<origin>+...``, from ``confide audit keygen``)."""

@@ -5,6 +5,14 @@ NOTIFY on :data:`CHANNEL` naming the accounts concerned, so every server process
 listening wakes the streams of those accounts; a stream then reads the outbox from
 the last id it delivered, so nothing is lost across reconnections or processes.
 NOTIFY is transactional: it is delivered only if the action commits.
+
+Ids come from an identity column, so two transactions can commit out of id order: a
+reader that saw id 11 committed before id 10 would skip 10 for ever. To rule that out,
+a publisher holds a *shared* transaction-scoped advisory lock per account it writes
+to (publishers never wait for each other), and a reader takes the *exclusive* lock of
+its account before it reads (:data:`EVENTS_LOCK_SQL`): it waits for the publishers in
+flight for that account to commit or roll back, so every id below the highest one it
+sees is already committed.
 """
 
 from __future__ import annotations
@@ -16,11 +24,26 @@ from collections.abc import Iterable
 import asyncpg
 import msgspec
 
-__all__ = ["CHANNEL", "WAKE_ALL", "publish"]
+__all__ = ["CHANNEL", "EVENTS_LOCK_SQL", "WAKE_ALL", "publish"]
 
 CHANNEL = "confide_events"
 WAKE_ALL = "*"
 _NOTIFY_LIMIT = 7_000  # PostgreSQL caps a NOTIFY payload at 8000 bytes
+
+# The per-account lock key is hashtextextended(account id, 1702260340): the seed
+# (0x65766E74, "evnt") keeps it apart from other advisory keys derived from account ids.
+#: The exclusive per-account outbox lock a reader takes (``$1``: the account id).
+EVENTS_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1702260340))"
+# The shared locks are all taken (the aggregate consumes every row) before the INSERT
+# draws its first id, in one statement.
+_INSERT_SQL = """
+    WITH held AS (
+        SELECT count(pg_advisory_xact_lock_shared(hashtextextended(a::text, 1702260340))) AS n
+        FROM unnest($1::uuid[]) AS a
+    )
+    INSERT INTO account_events (account_id, kind, payload, created_at)
+    SELECT unnest($1::uuid[]), $2, $3::jsonb, $4 FROM held
+"""
 
 
 async def publish(
@@ -35,16 +58,8 @@ async def publish(
     if not targets:
         return
     body = msgspec.json.encode(payload).decode()
-    await conn.execute(
-        """
-        INSERT INTO account_events (account_id, kind, payload, created_at)
-        SELECT unnest($1::uuid[]), $2, $3::jsonb, $4
-        """,
-        targets,
-        kind,
-        body,
-        now,
-    )
+    # Readers of these accounts now wait for this transaction to end.
+    await conn.execute(_INSERT_SQL, targets, kind, body, now)
     names = ",".join(a.hex for a in targets)
     await conn.execute(
         "SELECT pg_notify($1, $2)", CHANNEL, names if len(names) <= _NOTIFY_LIMIT else WAKE_ALL

@@ -1,0 +1,1 @@
+"""Encrypted attachments: opaque blobs uploaded and downloaded in chunks, never read."""
