@@ -12,6 +12,7 @@ id are a conflict.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from typing import cast
@@ -160,6 +161,19 @@ async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid
     return str(row["role"])
 
 
+async def _announce_members(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, members: list[repo.MemberRow], now: dt.datetime
+) -> None:
+    """Tell every current member that membership changed (ids only)."""
+    await publish(
+        conn,
+        [m.account_id for m in members if m.status != "removed"],
+        "conversation.members_changed",
+        {"conversation_id": str(conversation_id)},
+        now,
+    )
+
+
 async def create_conversation(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, req: ConversationCreate, ctx: AuditContext
 ) -> ConversationView:
@@ -292,13 +306,7 @@ async def add_member(
             now,
         )  # fmt: skip
         members = await repo.list_members(conn, conversation.id)
-        await publish(
-            conn,
-            [m.account_id for m in members if m.status != "removed"],
-            "conversation.members_changed",
-            {"conversation_id": str(conversation.id)},
-            now,
-        )
+        await _announce_members(conn, conversation.id, members, now)
     return _view(principal, conversation, members)
 
 
@@ -330,13 +338,7 @@ async def remove_member(
             ctx,
             now,
         )  # fmt: skip
-        await publish(
-            conn,
-            [m.account_id for m in members if m.status != "removed"],
-            "conversation.members_changed",
-            {"conversation_id": str(conversation.id)},
-            now,
-        )
+        await _announce_members(conn, conversation.id, members, now)
         members = await repo.list_members(conn, conversation.id)
     return _view(principal, conversation, members)
 
@@ -369,13 +371,7 @@ async def join(
             now,
         )
         members = await repo.list_members(conn, conversation.id)
-        await publish(
-            conn,
-            [m.account_id for m in members if m.status != "removed"],
-            "conversation.members_changed",
-            {"conversation_id": str(conversation.id)},
-            now,
-        )
+        await _announce_members(conn, conversation.id, members, now)
     return _view(principal, conversation, members)
 
 
