@@ -226,6 +226,8 @@ async def test_non_members_and_other_organizations_get_404(
         assert problem(download) == {**problem(missing), "request_id": problem(download)["request_id"]}
         upload = await _upload(client, stranger, chat.conversation_id, uuid.uuid4(), b"planted")
         assert upload.status_code == 404
+    nowhere = await _upload(client, doc, uuid.uuid4(), uuid.uuid4(), b"into no conversation")
+    assert nowhere.status_code == 404
     assert await db.fetchval("SELECT count(*) FROM attachments") == 1
     assert await audit_rows(db, "attachment.read") == []
 

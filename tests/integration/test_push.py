@@ -332,6 +332,23 @@ async def test_a_burst_larger_than_a_page_arrives_complete_and_in_order(
     assert [json.loads(e["data"])["n"] for e in got if e] == [str(i) for i in range(1200)]
 
 
+async def test_a_database_failure_ends_the_stream_for_a_resuming_client(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream closes (the client resumes with Last-Event-ID) rather than hang or serve a partial page."""
+    from backend.realtime import repository  # noqa: PLC0415
+
+    async def unreachable(*_args: Any, **_kwargs: Any) -> None:
+        raise asyncpg.InterfaceError("connection lost")
+
+    async with setup.stream() as reader:
+        await _opened(reader)
+        monkeypatch.setattr(repository, "read_page", unreachable)
+        await setup.send("while the database is away")
+        assert await reader.next() is None
+    assert setup.hub.stream_count == 0
+
+
 def test_hub_wakes_the_accounts_named_and_all_on_star() -> None:
     hub = Hub("postgresql://unused")
     a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
