@@ -25,7 +25,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import IO
 
-import asyncpg
 import structlog
 
 from backend.attachments import repository as repo
@@ -33,12 +32,12 @@ from backend.attachments.errors import DigestMismatchError, PayloadTooLargeError
 from backend.attachments.schemas import AttachmentCreated
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
-from backend.consent.service import load_client_facts
 from backend.db.pool import connection, transaction
 from backend.errors import ConflictError, NotFoundError
 from backend.messaging import repository as messaging_repo
+from backend.messaging.service import authorize
 from backend.policy import Action as PolicyAction
-from backend.policy import Decision, Facts, Resource, require
+from backend.policy import Decision
 from backend.runtime import Runtime
 
 __all__ = ["READ_BATCH", "download_chunks", "open_download", "upload"]
@@ -47,35 +46,6 @@ READ_BATCH = 4
 """Chunks fetched per query on download (1 MiB at most in memory)."""
 
 _log = structlog.get_logger("confide.attachments")
-
-
-async def _authorize(
-    rt: Runtime,
-    conn: asyncpg.Connection,
-    principal: Principal,
-    conversation_id: uuid.UUID,
-    action: PolicyAction,
-) -> tuple[messaging_repo.ConversationRow, Decision]:
-    """The policy's decision on ``action`` in a conversation (404 for non-members)."""
-    conversation = await messaging_repo.get_conversation(conn, conversation_id)
-    if conversation is None:
-        raise NotFoundError
-    members = await messaging_repo.list_members(conn, conversation_id)
-    mine = next((m for m in members if m.account_id == principal.account_id), None)
-    facts: Facts | None = None
-    if conversation.client_id is not None and principal.role == "clinician":
-        facts = await load_client_facts(conn, principal.account_id, conversation.client_id, rt.clock.now())
-    decision = require(
-        principal.actor,
-        action,
-        Resource(
-            org_id=conversation.org_id,
-            client_id=conversation.client_id,
-            membership=mine.status if mine else "none",  # type: ignore[arg-type]
-        ),
-        facts,
-    )
-    return conversation, decision
 
 
 def _event(
@@ -157,7 +127,7 @@ async def upload(
         raise PayloadTooLargeError
     pool, acquire_s = rt.require_pool(), rt.settings.db_acquire_timeout_s
     async with transaction(pool, acquire_s) as conn:
-        await _authorize(rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE)
+        await authorize(rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE)
         existing = await repo.get_attachment(conn, attachment_id)
     if existing is not None:
         return _replay(existing, principal, conversation_id, digest), False
@@ -168,7 +138,7 @@ async def upload(
         now = rt.clock.now()
         # The caller may have been removed while uploading: decide again before storing.
         async with transaction(pool, acquire_s) as conn:
-            conversation, decision = await _authorize(
+            conversation, _, decision = await authorize(
                 rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE
             )
             row = repo.AttachmentRow(
@@ -208,7 +178,7 @@ async def open_download(
         row = await repo.get_attachment(conn, attachment_id)
         if row is None:
             raise NotFoundError
-        conversation, decision = await _authorize(
+        conversation, _, decision = await authorize(
             rt, conn, principal, row.conversation_id, PolicyAction.READ_CONVERSATION
         )
         await record(

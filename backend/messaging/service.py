@@ -51,6 +51,7 @@ from crypto.public import (
 
 __all__ = [
     "add_member",
+    "authorize",
     "create_conversation",
     "get_conversation",
     "join",
@@ -70,13 +71,14 @@ MESSAGE_KINDS = {
 MAX_PAGE = 100
 
 
-async def _authorize(
+async def authorize(
     rt: Runtime,
     conn: asyncpg.Connection,
     principal: Principal,
     conversation_id: uuid.UUID,
     action: PolicyAction,
 ) -> tuple[repo.ConversationRow, list[repo.MemberRow], Decision]:
+    """Load a conversation and its members and ask the policy (404 for non-members)."""
     conversation = await repo.get_conversation(conn, conversation_id)
     if conversation is None:
         raise NotFoundError
@@ -228,7 +230,7 @@ async def get_conversation(
 ) -> ConversationView:
     """A conversation and its members, as the caller may see them."""
     async with conn.transaction():
-        conversation, members, decision = await _authorize(
+        conversation, members, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
         await record(
@@ -276,7 +278,7 @@ async def add_member(
     """A clinician member adds a clinician, or invites a client into a support group."""
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, _, decision = await _authorize(
+        conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.MANAGE_MEMBERS
         )
         role = await _account(conn, account_id, conversation.org_id)
@@ -326,7 +328,7 @@ async def remove_member(
             if account_id == principal.account_id
             else PolicyAction.MANAGE_MEMBERS
         )
-        conversation, members, decision = await _authorize(rt, conn, principal, conversation_id, action)
+        conversation, members, decision = await authorize(rt, conn, principal, conversation_id, action)
         if conversation.client_id == account_id:
             raise InvalidInputError("The client a conversation is about cannot be removed from it.")
         if not await repo.set_member_status(conn, conversation.id, account_id, "removed", now):
@@ -350,7 +352,7 @@ async def join(
     """A client accepts a support-group invitation under a pseudonym (their own consent)."""
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, _, decision = await _authorize(
+        conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.JOIN_CONVERSATION
         )
         await repo.set_member_status(conn, conversation.id, principal.account_id, "active", now, pseudonym)
@@ -393,7 +395,7 @@ async def send_message(
     digest = hashlib.sha256(body).digest()
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, members, decision = await _authorize(
+        conversation, members, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE
         )
         existing = await repo.get_message(conn, envelope.item_id)
@@ -500,7 +502,7 @@ async def list_messages(
     limit = max(1, min(limit, MAX_PAGE))
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, _, decision = await _authorize(
+        conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
         rows = await repo.page_messages(
@@ -542,7 +544,7 @@ async def mark_read(
     """Mark messages read up to one of them; returns how many changed."""
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, members, decision = await _authorize(
+        conversation, members, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
         message = await repo.get_message(conn, up_to)
