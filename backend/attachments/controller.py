@@ -30,6 +30,7 @@ class AttachmentsController(Controller):
         "/conversations/{conversation_id:uuid}/attachments",
         operation_id="uploadAttachment",
         request_max_body_size=None,  # the service enforces CONFIDE_ATTACHMENT_MAX_BYTES
+        opt={"deadline_s": 900},  # a slow link may need minutes to send the largest attachment
         description=(
             "Upload an encrypted attachment (crypto/SPEC.md section 6) as the raw "
             "`application/octet-stream` body, streamed. `X-Content-BLAKE2b` carries the "

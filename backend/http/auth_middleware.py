@@ -19,6 +19,7 @@ from backend.auth.service import authenticate, mfa_required_for
 from backend.auth.tokens import parse_bearer
 from backend.db.pool import connection
 from backend.errors import MfaEnrollmentRequiredError
+from backend.http.context import extend_deadline
 from backend.runtime import Runtime
 
 __all__ = ["PRINCIPAL_SCOPE_KEY", "AuthenticationMiddleware"]
@@ -54,6 +55,9 @@ class AuthenticationMiddleware:
             ):
                 raise MfaEnrollmentRequiredError
             scope[PRINCIPAL_SCOPE_KEY] = principal  # type: ignore[literal-required]
+        if handler is not None and (seconds := handler.opt.get("deadline_s")):
+            # Routes that stream a large body in (uploads) declare a longer deadline.
+            extend_deadline(float(seconds))
         await self.app(scope, receive, send)
 
 

@@ -20,7 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from backend.http.context import request_id_var
+from backend.http.context import request_deadline_var, request_id_var
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -65,6 +65,7 @@ class RequestContextMiddleware:
         status_holder: dict[str, int] = {"status": 500, "started": 0}
         is_docs = scope["path"].startswith("/schema")
         deadline = asyncio.timeout(self.request_timeout_s)
+        deadline_token = request_deadline_var.set(deadline)
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -109,6 +110,7 @@ class RequestContextMiddleware:
                     )
                 structlog.contextvars.unbind_contextvars("request_id", "trace_id")
                 request_id_var.reset(token)
+                request_deadline_var.reset(deadline_token)
 
 
 async def _send_timeout(send: Send) -> None:

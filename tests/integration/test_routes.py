@@ -92,3 +92,23 @@ def test_operations_guide_lists_every_setting() -> None:
     text = (ROOT / "docs" / "OPERATIONS.md").read_text(encoding="utf-8")
     current = text.split("<!-- settings:begin -->\n", 1)[1].split("<!-- settings:end -->", 1)[0]
     assert current == render_settings_reference(), "docs/OPERATIONS.md is stale: regenerate its table"
+
+
+async def test_a_route_may_extend_its_deadline() -> None:
+    """A declared ``deadline_s`` pushes the request deadline out (long uploads); others keep theirs."""
+    import asyncio  # noqa: PLC0415
+
+    from backend.http.context import extend_deadline, request_deadline_var  # noqa: PLC0415
+
+    extend_deadline(5)  # no deadline in force: nothing to do
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(1) as deadline:
+        token = request_deadline_var.set(deadline)
+        try:
+            extend_deadline(600)
+            when = deadline.when()
+            assert when is not None
+            assert when > loop.time() + 500
+            await asyncio.sleep(0)
+        finally:
+            request_deadline_var.reset(token)
