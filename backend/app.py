@@ -138,6 +138,9 @@ def create_app(
         middleware=[AuthenticationMiddleware],
         state=State({"runtime": runtime}),
         debug=False,
+        # Logging is ours (structlog with an allow-list); Litestar's default config would
+        # attach its own handlers and print third-party records unredacted.
+        logging_config=None,
     )
     # Outermost layer: request ids, spans, access log and security headers for every
     # response, including the router's own 404 and 405 answers.
