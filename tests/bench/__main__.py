@@ -86,7 +86,7 @@ def main() -> int:
         "in the same run; read the ratios, the absolute numbers move with the machine's load.",
         "",
     ]
-    text = "\n".join(header) + "\n".join(sections)
+    text = "\n".join(header) + "\n" + "\n".join(sections)
     text += f"\nTotal benchmark time: {time.perf_counter() - started:.0f} s.\n"
     (ROOT / "BENCHMARKS.md").write_text(text, encoding="utf-8")
     sys.stdout.write(text)

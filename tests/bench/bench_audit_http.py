@@ -368,7 +368,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Server pinned to core 0 with the integrator in its lifespan (batches of up to 5,000 events, one "
         f"transaction and one signed checkpoint each); {figures['writers']} writer connections (one event "
-        f"per transaction through `record()`) and PostgreSQL on core 1; phases of "
+        f"per transaction through `record()`) on core 1, PostgreSQL free on both cores; phases of "
         f"{figures['phase_s']:.0f} s. Raw SHA-256 of the same leaf bytes (one core): "
         f"**{raw_sha:,.0f} leaves/s**.",
         "",
