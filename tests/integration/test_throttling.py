@@ -79,3 +79,19 @@ async def test_throttle_survives_a_new_app_instance(
     # Stored as keyed digests: the email appears nowhere in the table.
     dump = await db.fetch("SELECT key_digest FROM login_throttle")
     assert all(clinic.client.email.encode() not in r["key_digest"] for r in dump)
+
+
+async def test_one_address_guessing_many_accounts_is_throttled(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, clock: FrozenClock
+) -> None:
+    """Per-address limit: spraying many accounts from one address is slowed after 20 failures."""
+    clinic = await make_clinic(client, app, db)
+    statuses = [await _bad_login(client, f"user{n}@clinic.example", "10.9.9.9") for n in range(25)]
+    assert statuses[:20] == [401] * 20
+    assert statuses[20] == 401  # the 21st failure is counted and locks the address
+    assert set(statuses[21:]) == {429}
+    # Even the right password of an untouched account waits out the address lock.
+    locked = await login(client, clinic.client)
+    assert locked.status_code == 429
+    clock.advance(int(locked.headers["retry-after"]))
+    assert (await login(client, clinic.client)).status_code == 200
