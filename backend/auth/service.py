@@ -34,6 +34,8 @@ from backend.errors import (
     MfaRequiredError,
     ThrottledError,
 )
+from backend.policy import Action as PolicyAction
+from backend.policy import Resource, require
 from backend.runtime import Runtime
 from backend.server_keys import SealError
 
@@ -257,8 +259,18 @@ def _session_event(event_type: str, principal: Principal, outcome: Outcome = Out
     )
 
 
+def _own_account(principal: Principal) -> None:
+    """Every change to one's own sessions and credentials goes through the policy too."""
+    require(
+        principal.actor,
+        PolicyAction.MANAGE_OWN_ACCOUNT,
+        Resource(org_id=principal.org_id, owner_id=principal.account_id),
+    )
+
+
 async def logout(rt: Runtime, conn: asyncpg.Connection, principal: Principal, ctx: AuditContext) -> None:
     """End the caller's session."""
+    _own_account(principal)
     now = rt.clock.now()
     async with conn.transaction():
         await repo.revoke_session(conn, principal.session_id, "logout", now)
@@ -267,6 +279,7 @@ async def logout(rt: Runtime, conn: asyncpg.Connection, principal: Principal, ct
 
 async def logout_all(rt: Runtime, conn: asyncpg.Connection, principal: Principal, ctx: AuditContext) -> int:
     """End every session of the caller's account, this one included."""
+    _own_account(principal)
     now = rt.clock.now()
     async with conn.transaction():
         count = await repo.revoke_account_sessions(conn, principal.account_id, "logout_all", now)
@@ -282,6 +295,7 @@ async def change_password(
     ctx: AuditContext,
 ) -> None:
     """Check the current password, set the new one, revoke every other session."""
+    _own_account(principal)
     now = rt.clock.now()
     account = await repo.get_login_account(conn, principal.account_id)
     matched, _ = await rt.passwords.verify(account.password_hash, req.current_password)
@@ -310,6 +324,7 @@ async def enroll_totp(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, ctx: AuditContext
 ) -> TotpEnrollmentResponse:
     """Create a pending TOTP seed for the caller (refused when one is active)."""
+    _own_account(principal)
     now = rt.clock.now()
     async with conn.transaction():
         account = await repo.get_login_account(conn, principal.account_id)
@@ -336,6 +351,7 @@ async def confirm_totp(
     The session that confirms becomes MFA-satisfied; every other session of the
     account is revoked (they were opened without the second factor).
     """
+    _own_account(principal)
     now = rt.clock.now()
     async with conn.transaction():
         account = await repo.get_login_account(conn, principal.account_id)

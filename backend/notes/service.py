@@ -152,6 +152,7 @@ async def _custodian(conn: asyncpg.Connection, org_id: uuid.UUID) -> KeyBundle |
 async def get_custodian_key(rt: Runtime, conn: asyncpg.Connection, principal: Principal) -> CustodianKeyView:
     """The organization's current custodian key (members encrypt notes to it)."""
     del rt
+    require(principal.actor, PolicyAction.READ_PUBLIC_KEYS, Resource(org_id=principal.org_id))
     rows = await repo.custodian_keys(conn, principal.org_id)
     if not rows:
         raise NotFoundError("No custodian key is registered.")

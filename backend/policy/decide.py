@@ -46,6 +46,7 @@ class Action(enum.StrEnum):
     """Everything an account can ask to do."""
 
     READ_SELF = "account.read_self"
+    MANAGE_OWN_ACCOUNT = "account.manage_own"  # sessions, password, second factor
     CREATE_STAFF_ACCOUNT = "account.create_staff"
     CREATE_INVITE = "invite.create"
     # Key directory: an account manages its own keys and backup; anyone in the
@@ -206,7 +207,7 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
     if actor.org_id != resource.org_id:
         return _deny("not_found")
     match action:
-        case Action.READ_SELF:
+        case Action.READ_SELF | Action.MANAGE_OWN_ACCOUNT:
             if resource.owner_id == actor.account_id:
                 return _allow("self")
             return _deny("not_found")
