@@ -221,6 +221,41 @@ def cmd_audit_integrate(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_audit_prune(args: argparse.Namespace) -> int:
+    """Remove the leaf bytes of integrated events older than ``--before`` (hashes stay)."""
+    import datetime as dt  # noqa: PLC0415
+
+    import asyncpg  # noqa: PLC0415
+
+    from backend.audit_trail.pruning import prune_leaves  # noqa: PLC0415
+    from backend.audit_trail.writer import AuditContext  # noqa: PLC0415
+    from backend.clock import SystemClock  # noqa: PLC0415
+
+    try:
+        before = dt.datetime.fromisoformat(args.before)
+    except ValueError:
+        print("confide: --before must be an ISO 8601 date and time with a zone", file=sys.stderr)
+        return 2
+    if before.tzinfo is None:
+        print("confide: --before must carry a time zone (e.g. 2020-01-01T00:00:00+00:00)", file=sys.stderr)
+        return 2
+    settings = _settings()
+    dsn = _database_url(settings)
+
+    async def run() -> int:
+        conn = await asyncpg.connect(dsn)
+        try:
+            count = await prune_leaves(
+                conn, SystemClock(), before=before, ctx=AuditContext(source_instance="cli")
+            )
+        finally:
+            await conn.close()
+        print(f"pruned {count} audit leaves recorded before {before.isoformat()}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def cmd_audit_witness(args: argparse.Namespace) -> int:
     """Witness the log: accept only consistent checkpoints, cosign them."""
     from pathlib import Path  # noqa: PLC0415
@@ -268,6 +303,11 @@ def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     integrate.add_argument("--loop", action="store_true", help="keep running")
     integrate.add_argument("--batch", type=int, help="events per batch")
     integrate.set_defaults(func=cmd_audit_integrate)
+    prune = audit.add_parser("prune", help="remove leaf bytes past their retention (hashes stay)")
+    prune.add_argument(
+        "--before", required=True, help="prune events recorded before this time (ISO 8601, with zone)"
+    )
+    prune.set_defaults(func=cmd_audit_prune)
 
     witness = audit.add_parser("witness", help="witness the log and cosign consistent checkpoints")
     witness.add_argument("--server", required=True, help="base URL of the Confide API")

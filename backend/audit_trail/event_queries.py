@@ -79,7 +79,7 @@ async def search(
         f"""
         SELECT e.seq, l.idx, e.leaf
         FROM audit_events e LEFT JOIN audit_log l ON l.event_seq = e.seq
-        WHERE {where}
+        WHERE {where} AND e.leaf IS NOT NULL
         ORDER BY e.seq DESC LIMIT ${len(args)}
         """,  # noqa: S608 -- fixed fragments, values are parameters
         *args,
@@ -98,7 +98,8 @@ def export_query(filters: EventFilters, size: int, *, complete: bool) -> tuple[s
     if complete:
         return (
             """
-            SELECT l.idx, e.leaf_hash, CASE WHEN e.org_id = $1 THEN e.leaf END AS leaf
+            SELECT l.idx, coalesce(e.leaf_hash, l.leaf_hash) AS leaf_hash,
+                   CASE WHEN e.org_id = $1 THEN e.leaf END AS leaf
             FROM audit_log l JOIN audit_events e ON e.seq = l.event_seq
             WHERE l.idx < $2
             ORDER BY l.idx
@@ -111,7 +112,7 @@ def export_query(filters: EventFilters, size: int, *, complete: bool) -> tuple[s
     sql = f"""
         SELECT l.idx, e.leaf_hash, e.leaf
         FROM audit_events e JOIN audit_log l ON l.event_seq = e.seq
-        WHERE {where} AND l.idx < ${len(args)}
+        WHERE {where} AND l.idx < ${len(args)} AND e.leaf IS NOT NULL
         ORDER BY l.idx
         """  # noqa: S608 -- fixed fragments, values are parameters
     return sql, args

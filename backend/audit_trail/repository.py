@@ -272,8 +272,34 @@ class LeafRow(msgspec.Struct, frozen=True):
     """A leaf of the log with its event's organization."""
 
     org_id: uuid.UUID | None
-    leaf: bytes
+    leaf: bytes | None
     leaf_hash: bytes
+
+
+async def prune_before(
+    conn: asyncpg.Connection, before: dt.datetime, now: dt.datetime, limit: int
+) -> list[uuid.UUID | None]:
+    """Remove the leaf bytes of up to ``limit`` integrated events recorded before ``before``.
+
+    Their hashes stay in ``audit_log``; returns the organizations of the pruned events.
+    """
+    rows = await conn.fetch(
+        """
+        WITH due AS (
+            SELECT e.seq FROM audit_events e JOIN audit_log l ON l.event_seq = e.seq
+            WHERE e.recorded_at < $1 AND e.leaf IS NOT NULL
+            ORDER BY e.seq LIMIT $3
+            FOR UPDATE OF e SKIP LOCKED
+        )
+        UPDATE audit_events e SET leaf = NULL, pruned_at = $2
+        FROM due WHERE e.seq = due.seq
+        RETURNING e.org_id
+        """,
+        before,
+        now,
+        limit,
+    )
+    return [r["org_id"] for r in rows]
 
 
 async def leaf_at(conn: asyncpg.Connection, index: int) -> LeafRow | None:

@@ -66,7 +66,8 @@ class InclusionProofView(msgspec.Struct, frozen=True, kw_only=True):
     index: int
     size: int
     leaf_hash: bytes
-    leaf: bytes
+    leaf: bytes | None
+    """``None`` once pruned for retention (the hash, and so the proof, remain)."""
     proof: list[bytes]
 
 

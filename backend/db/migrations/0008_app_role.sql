@@ -35,6 +35,11 @@ BEGIN
             EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', t, app_role);
         END IF;
     END LOOP;
+    -- Retention may prune an integrated event's leaf bytes (and only that: see 0009).
+    IF EXISTS (SELECT 1 FROM information_schema.columns
+               WHERE table_name = 'audit_events' AND column_name = 'pruned_at') THEN
+        EXECUTE format('GRANT UPDATE (leaf, pruned_at) ON audit_events TO %I', app_role);
+    END IF;
     -- Sequences behind identity columns.
     EXECUTE format('GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I', app_role);
     -- A table a later migration adds must be granted on purpose: fail loudly if one was missed.
