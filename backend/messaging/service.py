@@ -163,6 +163,29 @@ async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid
     return str(row["role"])
 
 
+async def _readers(
+    rt: Runtime, conn: asyncpg.Connection, conversation: repo.ConversationRow, members: list[repo.MemberRow]
+) -> list[uuid.UUID]:
+    """Who may receive new messages now.
+
+    Active members; in a client's conversation, only the clinicians the client's consent
+    (``messaging``) still allows: a clinician whose consent was revoked stays listed as a
+    member but is no longer a recipient, nor told about new messages.
+    """
+    readers: list[uuid.UUID] = []
+    for member in members:
+        if member.status != "active":
+            continue
+        if conversation.client_id is not None and member.role == "clinician":
+            facts = await load_client_facts(conn, member.account_id, conversation.client_id, rt.clock.now())
+            actor = Actor(account_id=member.account_id, org_id=conversation.org_id, role="clinician")
+            resource = Resource(org_id=conversation.org_id, client_id=conversation.client_id)
+            if not decide(actor, PolicyAction.MESSAGE_CLIENT, resource, facts).allowed:
+                continue
+        readers.append(member.account_id)
+    return readers
+
+
 async def _announce_members(
     conn: asyncpg.Connection, conversation_id: uuid.UUID, members: list[repo.MemberRow], now: dt.datetime
 ) -> None:
@@ -403,7 +426,7 @@ async def send_message(
             if existing.envelope_sha256 != digest or existing.conversation_id != conversation_id:
                 raise ConflictError("A different message was already sent with this id.")
             return _sent(rt, existing), False
-        active = [m.account_id for m in members if m.status == "active"]
+        active = await _readers(rt, conn, conversation, members)
         stored = await keys_repo.current_bundles(conn, active)
         bundles = {account: decode_bundle(raw) for account, raw in stored.items()}
         sender_bundle = bundles.get(principal.account_id)
@@ -557,7 +580,7 @@ async def mark_read(
             )
             await publish(
                 conn,
-                [m.account_id for m in members if m.status == "active"],
+                await _readers(rt, conn, conversation, members),
                 "message.read",
                 {"conversation_id": str(conversation_id), "reader_id": str(principal.account_id),
                  "up_to": str(up_to)},

@@ -269,6 +269,9 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
                 return _deny("not_found")
             if actor.role != "clinician":
                 return _deny("role")
+            if resource.client_id is not None:
+                # In a client's conversation, only while the client's consent still allows it.
+                return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
             return _allow("clinician_member")
         case Action.JOIN_CONVERSATION:
             if actor.role != "client" or resource.membership != "invited":

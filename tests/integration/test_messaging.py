@@ -155,13 +155,23 @@ async def test_edit_and_delete_reference_the_original(
     bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
     original = seal(chat.doc_keys, chat.conversation_id, "see you at 3", bundles)
     await _send(client, doc, chat.conversation_id, original)
-    edit = seal(chat.doc_keys, chat.conversation_id, "see you at 4", bundles, kind=EnvelopeKind.MESSAGE_EDIT,
-                references=original.item_id)  # fmt: skip
+    edit = seal(
+        chat.doc_keys,
+        chat.conversation_id,
+        "see you at 4",
+        bundles,
+        kind=EnvelopeKind.MESSAGE_EDIT,
+        references=original.item_id,
+    )
     assert (await _send(client, doc, chat.conversation_id, edit)).status_code == 201
     foreign_edit = seal(
-        chat.pat_keys, chat.conversation_id, "hijack", bundles, kind=EnvelopeKind.MESSAGE_EDIT,
+        chat.pat_keys,
+        chat.conversation_id,
+        "hijack",
+        bundles,
+        kind=EnvelopeKind.MESSAGE_EDIT,
         references=original.item_id,
-    )  # fmt: skip
+    )
     assert (await _send(client, pat, chat.conversation_id, foreign_edit)).status_code == 422
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("UPDATE messages SET kind = 'message'")
@@ -301,3 +311,59 @@ async def test_support_group_pseudonyms_and_removal(
     assert read(page[1]["envelope"], keys[members[1].id], doc_keys.bundle, group) == "after removal"
     with pytest.raises(RecipientSetError):
         read(page[1]["envelope"], keys[members[2].id], doc_keys.bundle, group)
+
+
+async def test_revoked_clinician_is_no_longer_a_recipient(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, chat: Chat, clock: FrozenClock
+) -> None:
+    """After the client revokes a care-team clinician's consent, new messages must leave their key out."""
+    import datetime as dt  # noqa: PLC0415
+
+    from crypto.client import sign_consent  # noqa: PLC0415
+    from crypto.public import ConsentAction  # noqa: PLC0415
+
+    pat = chat.clinic.client
+    doc2 = await make_staff(client, app, chat.clinic.admin, "clinician", "doc2@clinic.example")
+    doc2_keys = await publish_keys(client, doc2)
+    grant = await consent_to(client, pat, chat.pat_keys, chat.org_id, doc2.id, clock, scopes=("messaging",))
+    team = uuid.uuid4()
+    created = await client.post(
+        "/v1/conversations",
+        json={"id": str(team), "kind": "care_team", "client_id": str(pat.id), "clinicians": [str(doc2.id)]},
+        headers=chat.clinic.clinician.headers,
+    )
+    assert created.status_code == 201, created.text
+    revoke = sign_consent(
+        chat.pat_keys,
+        action=ConsentAction.REVOKE,
+        consent_id=uuid.UUID(grant["consent_id"]),
+        organization_id=chat.org_id,
+        grantee_type="clinician",
+        grantee_id=doc2.id,
+        scopes=("messaging",),
+        purpose="TREAT",
+        valid_from=dt.datetime.fromisoformat(grant["valid_from"]),
+        valid_until=dt.datetime.fromisoformat(grant["valid_until"]),
+        clock=clock.now,
+    )
+    revoked = await client.post(
+        f"/v1/consents/{grant['consent_id']}/revoke", json=as_json(revoke), headers=pat.headers
+    )
+    assert revoked.status_code == 200, revoked.text
+    with_doc2 = seal(
+        chat.pat_keys, team, "still to you?", [chat.doc_keys.bundle, chat.pat_keys.bundle, doc2_keys.bundle]
+    )
+    refused = await _send(client, pat, team, with_doc2)
+    assert refused.status_code == 409
+    assert problem(refused)["unexpected_keys"] == [{"account_id": str(doc2.id), "key_version": 1}]
+    without = seal(chat.pat_keys, team, "only to my clinician", [chat.doc_keys.bundle, chat.pat_keys.bundle])
+    assert (await _send(client, pat, team, without)).status_code == 201
+    events = await db.fetch(
+        "SELECT kind FROM account_events WHERE account_id = $1 AND kind = 'message.created'", doc2.id
+    )
+    assert events == [], "no push event reaches the revoked clinician"
+    assert (await client.get(f"/v1/conversations/{team}/messages", headers=doc2.headers)).status_code == 403
+    removal = await client.delete(
+        f"/v1/conversations/{team}/members/{chat.clinic.clinician.id}", headers=doc2.headers
+    )
+    assert removal.status_code == 403, "nor may they manage the members"
