@@ -91,7 +91,9 @@ class AuditController(Controller):
         self,
         db: DbDep,
         principal: PrincipalDep,
-        size: Annotated[int | None, QueryParameter(ge=0, description="A stored checkpoint's size.")] = None,
+        size: Annotated[
+            int | None, QueryParameter(ge=0, le=(1 << 62), description="A stored checkpoint's size.")
+        ] = None,
     ) -> CheckpointView:
         """The newest signed checkpoint (or the one of ``size``), with witness cosignatures."""
         return await service.get_checkpoint(db, principal, size)
@@ -107,7 +109,9 @@ class AuditController(Controller):
         db: DbDep,
         principal: PrincipalDep,
         index: Index,
-        size: Annotated[int | None, QueryParameter(ge=1, description="Tree size; default: newest.")] = None,
+        size: Annotated[
+            int | None, QueryParameter(ge=1, le=(1 << 62), description="Tree size; default: newest.")
+        ] = None,
     ) -> InclusionProofView:
         """Leaf ``index`` (an event of the caller's organization) and its inclusion proof."""
         return await service.get_inclusion_proof(db, principal, index, size)
@@ -117,8 +121,8 @@ class AuditController(Controller):
         self,
         db: DbDep,
         principal: PrincipalDep,
-        old: Annotated[int, QueryParameter(ge=0)],
-        new: Annotated[int, QueryParameter(ge=0)],
+        old: Annotated[int, QueryParameter(ge=0, le=(1 << 62))],
+        new: Annotated[int, QueryParameter(ge=0, le=(1 << 62))],
     ) -> ConsistencyProofView:
         """Proof that the tree of size ``new`` extends the tree of size ``old``."""
         return await service.get_consistency_proof(db, principal, old, new)

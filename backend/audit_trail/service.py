@@ -9,13 +9,10 @@ so that witnesses polling the log do not grow it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import uuid
 
 import asyncpg
-import msgspec
 
 from audit.checkpoint import CHECKPOINT_SPEC, verify_checkpoint
 from audit.errors import VerificationError
@@ -25,7 +22,6 @@ from backend.audit_trail import event_queries as events
 from backend.audit_trail import repository as repo
 from backend.audit_trail.errors import (
     CosignatureRejectedError,
-    InvalidCursorError,
     InvalidWindowError,
     NoCheckpointError,
     TreeSizeError,
@@ -48,6 +44,7 @@ from backend.audit_trail.schemas import (
 from backend.audit_trail.writer import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.errors import NotFoundError
+from backend.http.cursors import decode_cursor, encode_cursor
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
 from backend.runtime import Runtime
@@ -217,32 +214,23 @@ async def status(rt: Runtime, conn: asyncpg.Connection, principal: Principal) ->
     )
 
 
-class _Cursor(msgspec.Struct, frozen=True):
-    v: int
-    seq: int
+def _encode_cursor(rt: Runtime, scope: str, seq: int) -> str:
+    return encode_cursor(rt.keys, scope, seq)
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(msgspec.json.encode(_Cursor(1, seq))).decode().rstrip("=")
+def _decode_cursor(rt: Runtime, scope: str, cursor: str | None) -> int | None:
+    # Authenticated like every other cursor: a forged or moved one is 400, never a 500.
+    return None if cursor is None else decode_cursor(rt.keys, scope, cursor)
 
 
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded = msgspec.json.decode(raw, type=_Cursor)
-    except (binascii.Error, ValueError, msgspec.DecodeError) as exc:
-        raise InvalidCursorError from exc
-    if decoded.v != 1 or decoded.seq < 0:
-        raise InvalidCursorError
-    return decoded.seq
+_EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 def check_window(since: dt.datetime | None, until: dt.datetime | None) -> None:
-    """Refuse naive times and an empty window."""
+    """Refuse naive times, times outside 1900-9000 and an empty window."""
     for moment in (since, until):
-        if moment is not None and moment.utcoffset() is None:
+        if moment is not None and (moment.utcoffset() is None or not _EARLIEST <= moment <= _LATEST):
             raise InvalidWindowError
     if since is not None and until is not None and since >= until:
         raise InvalidWindowError
@@ -265,14 +253,15 @@ async def search_events(
     """A page of the organization's events matching ``filters``, newest first (audited)."""
     require_officer(principal)
     check_window(filters.since, filters.until)
-    before = _decode_cursor(cursor)
+    scope = f"audit-events:{principal.org_id}"
+    before = _decode_cursor(rt, scope, cursor)
     page = _limit(limit)
     async with conn.transaction():
         await audit_read(conn, rt, principal, ctx, "audit.search", subject=filters.subject)
         rows = await events.search(conn, filters, before_seq=before, limit=page + 1)
     items = [EventView(index=row.index, event=decode_leaf(row.leaf)) for row in rows[:page]]
     more = len(rows) > page
-    return EventPage(items=items, next_cursor=_encode_cursor(rows[page - 1].seq) if more else None)
+    return EventPage(items=items, next_cursor=_encode_cursor(rt, scope, rows[page - 1].seq) if more else None)
 
 
 async def disclosures(
@@ -290,7 +279,8 @@ async def disclosures(
         PolicyAction.READ_OWN_DISCLOSURES,
         Resource(org_id=principal.org_id, owner_id=principal.account_id),
     )
-    before = _decode_cursor(cursor)
+    scope = f"disclosures:{principal.account_id}"
+    before = _decode_cursor(rt, scope, cursor)
     page = _limit(limit)
     async with conn.transaction():
         await audit_read(conn, rt, principal, ctx, "audit.disclosures", subject=principal.account_id)
@@ -300,5 +290,5 @@ async def disclosures(
     more = len(rows) > page
     return DisclosurePage(
         items=[item for _, item in rows[:page]],
-        next_cursor=_encode_cursor(rows[page - 1][0]) if more else None,
+        next_cursor=_encode_cursor(rt, scope, rows[page - 1][0]) if more else None,
     )

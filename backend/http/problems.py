@@ -246,6 +246,11 @@ def _is_database_down(exc: Exception) -> bool:
 
 
 def _any_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if isinstance(exc, asyncpg.DataError | OverflowError):
+        # A value the database (or date arithmetic) cannot represent: the input's fault.
+        # Kept as a backstop; routes bound their parameters so this should not be reached.
+        _log.warning("unrepresentable_input", error_type=type(exc).__name__, frames=exception_frames(exc))
+        return problem_response(400, "bad-request", "Bad request", "A value in the request is out of range.")
     if isinstance(exc, UnicodeDecodeError):
         # A body that is not UTF-8 is the client's error, not ours.
         return problem_response(400, "bad-request", "Bad request", "The request body is not valid UTF-8.")

@@ -324,7 +324,7 @@ async def test_events_search_filters_and_paginates(
     assert len(seen) == len(set(seen)) == 7
     none = await client.get("/v1/audit/events", params={"outcome": "8"}, headers=officer.headers)
     assert none.json()["items"] == []
-    assert problem(await client.get("/v1/audit/events?cursor=bad!", headers=officer.headers))["status"] == 422
+    assert problem(await client.get("/v1/audit/events?cursor=bad!", headers=officer.headers))["status"] == 400
     naive = await client.get("/v1/audit/events?since=2024-01-01T00:00:00", headers=officer.headers)
     assert problem(naive)["type"].endswith("invalid-window")
     assert (await client.get("/v1/audit/events?type=Bad Type", headers=officer.headers)).status_code == 422
@@ -458,3 +458,34 @@ async def test_lifespan_integrator_signs_while_events_arrive(database_url: str) 
         assert (await http.get("/health/live")).status_code == 200
     assert msgspec.json.decode(b"1") == 1
     assert runtime_of(app).pool is None
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit/events", {"cursor": "eyJ2IjoxLCJzZXEiOjkyMjMzNzIwMzY4NTQ3NzU4MDh9"}),
+        ("/v1/audit/events", {"since": "9999-12-31T23:59:59-23:59"}),
+        ("/v1/audit/events", {"until": "0001-01-02T00:00:00Z"}),
+        ("/v1/audit/checkpoint", {"size": str(2**70)}),
+        ("/v1/audit/proofs/consistency", {"old": "1", "new": str(2**70)}),
+        (
+            "/v1/audit/breach-scope",
+            {"account": "00000000-0000-4000-8000-000000000000", "until": "0001-01-02T00:00:00Z"},
+        ),
+        ("/v1/me/disclosures", {"cursor": "eyJ2IjoxLCJzZXEiOjkyMjMzNzIwMzY4NTQ3NzU4MDh9"}),
+    ],
+)
+async def test_out_of_range_inputs_are_4xx(
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    db: asyncpg.Connection,
+    path: str,
+    params: dict[str, str],
+) -> None:
+    """Huge numbers, far dates and forged cursors are refused cleanly, never a 500."""
+    clinic = await make_clinic(client, app, db)
+    officer = await make_officer(client, app, clinic)
+    who = clinic.client if path.startswith("/v1/me") else officer
+    response = await client.get(path, params=params, headers=who.headers)
+    assert 400 <= response.status_code < 500, response.text
+    problem(response)
