@@ -34,6 +34,7 @@ from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.keys import repository as keys_repo
 from backend.policy import Action as PolicyAction
 from backend.policy import Facts, Resource, require
+from backend.realtime.outbox import publish
 from backend.runtime import Runtime
 from crypto.public import (
     ConsentAction,
@@ -456,6 +457,8 @@ async def open_emergency(
     async with conn.transaction():
         await repo.insert_emergency(conn, row)
         await record(conn, _emergency_event(principal, "emergency.open", row), ctx, now)
+        # The client is told (ids only; the push stream and their disclosures carry it).
+        await publish(conn, [req.client_id], "emergency.opened", {"emergency_access_id": str(row.id)}, now)
     return _emergency_view(row, now)
 
 

@@ -8,6 +8,7 @@ values, personal data, exception text from libraries or database messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -132,10 +133,14 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
     )
 
 
+# msgspec quotes offending values ('x'); field names come in backticks and are kept.
+_QUOTED = re.compile(r"'[^']*'")
+
+
 def _field_error(item: Mapping[str, Any]) -> ProblemField:
     # Litestar passes msgspec's messages, which name the expected type and the
     # location but not the offending value. Keep them short and single-line.
-    message = str(item.get("message", "invalid"))[:200].replace("\n", " ")
+    message = _QUOTED.sub("'…'", str(item.get("message", "invalid")))[:200].replace("\n", " ")
     key = str(item.get("key", "body"))[:100]
     source = str(item.get("source", "body"))
     return ProblemField(field=f"{source}.{key}" if source != "body" else key, message=message)

@@ -10,6 +10,7 @@ a compare-and-swap revision, so two devices cannot silently overwrite each other
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import asyncpg
@@ -162,14 +163,13 @@ async def list_keys(
     )
 
 
+_ETAG_RE = re.compile(r'^"r([0-9]{1,10})"$')
+
+
 def _revision_of(etag: str) -> int | None:
-    text = etag.strip()
-    if text.startswith("W/"):
-        return None
-    text = text.strip('"')
-    if not text.startswith("r") or not text[1:].isdigit() or len(text) > 12:
-        return None
-    return int(text[1:])
+    """The revision an ``If-Match`` value names (ASCII digits only), or None."""
+    match = _ETAG_RE.match(etag.strip())
+    return int(match.group(1)) if match else None
 
 
 def backup_etag(revision: int) -> str:

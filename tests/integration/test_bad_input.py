@@ -271,3 +271,26 @@ async def test_deeply_nested_json_is_refused(client: AsyncTestClient[Litestar]) 
     response = await client.post("/v1/auth/login", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     problem(response)
+
+
+async def test_validation_problems_never_echo_values(
+    client: AsyncTestClient[Litestar], clinic: Clinic
+) -> None:
+    marker = "secret-echo@clinic.example"
+    response = await client.post(
+        "/v1/accounts",
+        json={"email": "n@c.example", "display_name": "N", "role": marker, "password": "a fine staff pass 1"},
+        headers=clinic.admin.headers,
+    )
+    assert response.status_code == 400
+    assert marker not in response.text
+    assert problem(response)["errors"]
+
+
+def test_if_match_accepts_ascii_revisions_only() -> None:
+    from backend.keys.service import _revision_of  # noqa: PLC0415
+
+    assert _revision_of('"r12"') == 12
+    assert _revision_of(' "r3" ') == 3
+    for bad in ('"r\xb2"', '"r¹"', "r12", 'W/"r1"', '"r"', '"r12345678901"', '"x1"'):
+        assert _revision_of(bad) is None

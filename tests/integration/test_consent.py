@@ -270,6 +270,10 @@ async def test_break_glass_dual_control(
     allowed = await client.get(record, headers=doc.headers)
     assert allowed.status_code == 200
     assert allowed.json()["basis"] == "emergency"
+    told = await db.fetchval(
+        "SELECT count(*) FROM account_events WHERE account_id = $1 AND kind = 'emergency.opened'", patient.id
+    )
+    assert told == 1, "the client is told about the break-glass"
     assert (
         await client.get(f"/v1/clients/{patient.id}", headers=world.clinic.clinician.headers)
     ).status_code == 403
