@@ -406,8 +406,15 @@ async def share_note(
         note = await repo.get_note(conn, note_id, principal.account_id, now)
         if note is None or note.org_id != principal.org_id:
             raise NotFoundError
-        if note.author_id != principal.account_id:
-            raise NotFoundError if principal.role == "client" else _not_author()
+        if principal.role == "client":
+            raise NotFoundError
+        facts = await load_client_facts(conn, principal.account_id, note.client_id, now)
+        decision = require(
+            principal.actor,
+            PolicyAction.SHARE_NOTE,
+            Resource(org_id=note.org_id, client_id=note.client_id, owner_id=note.author_id),
+            facts,
+        )
         previous = decode_envelope(note.envelope)
         author_bundles = await keys_repo.list_bundles(conn, principal.account_id)
         signing = next((b for b in author_bundles if b.key_version == previous.sender.key_version), None)
@@ -438,6 +445,7 @@ async def share_note(
                 org_id=note.org_id,
                 client_id=note.client_id,
                 entity=("note", note_id),
+                decision=decision,
             ),
             ctx,
             now,

@@ -76,6 +76,7 @@ class Action(enum.StrEnum):
     # Session notes: a clinician who treats the client (or whom consent allows) writes
     # them; the organization's admins register the custodian key notes are sealed to.
     WRITE_NOTE = "note.write"
+    SHARE_NOTE = "note.share"
     MANAGE_CUSTODIAN_KEY = "custodian_key.manage"
     # Break-glass.
     OPEN_EMERGENCY_ACCESS = "emergency.open"
@@ -288,6 +289,19 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             if consent is not None:
                 return _allow("consent", consent.consent_id)
             return _deny("no_relationship")
+        case Action.SHARE_NOTE:
+            # The author shares (adds wrapped keys) while they treat the client, or while the
+            # client's consent lets them share records (scope records.share).
+            if actor.role != "clinician" or resource.owner_id != actor.account_id:
+                return _deny("not_author")
+            if resource.client_id is None or facts is None:
+                return _deny("missing_facts")
+            if facts.treats:
+                return _allow("treatment")
+            consent = _consent_for(actor, "records.share", facts)
+            if consent is not None:
+                return _allow("consent", consent.consent_id)
+            return _deny("no_consent")
         case Action.MANAGE_CUSTODIAN_KEY:
             if actor.role != "admin":
                 return _deny("role")

@@ -159,3 +159,21 @@ def test_consent_management_rules(role: str) -> None:
     assert not approve_own.allowed, "dual control: nobody approves their own break-glass"
     listing = decide(actor, Action.LIST_EMERGENCY_ACCESS, Resource(org_id=ORG))
     assert listing.allowed == (role in {"clinician", "compliance_officer"})
+
+
+@pytest.mark.parametrize(
+    ("treats", "scope", "author", "allowed"),
+    [
+        (True, None, True, True),  # the treating author shares on the treatment basis
+        (False, "records.share", True, True),  # or as the client's consent allows
+        (False, "records.read", True, False),  # reading is not sharing
+        (False, None, True, False),
+        (True, None, False, False),  # only the author re-issues a note's envelope
+    ],
+)
+def test_share_note(treats: bool, scope: str | None, author: bool, allowed: bool) -> None:
+    actor = Actor(account_id=DOC, org_id=ORG, role="clinician")
+    consents = consent("active", scope) if scope else ()
+    resource = Resource(org_id=ORG, client_id=CLIENT, owner_id=DOC if author else OTHER_DOC)
+    decision = decide(actor, Action.SHARE_NOTE, resource, Facts(now=NOW, treats=treats, consents=consents))
+    assert decision.allowed == allowed
