@@ -204,6 +204,29 @@ async def list_consents(
     return [msgspec.convert(dict(r), ConsentRow) for r in rows]
 
 
+async def list_for_clinician(
+    conn: asyncpg.Connection, *, org_id: uuid.UUID, clinician_id: uuid.UUID, limit: int = 200
+) -> list[ConsentRow]:
+    """Consents naming the clinician, and organization grants of clients they treat."""
+    rows = await conn.fetch(
+        f"""
+        SELECT {_CONSENT_COLUMNS} FROM consents c
+        WHERE c.org_id = $1 AND (
+            c.grantee_id = $2
+            OR (c.grantee_type = 'organization' AND EXISTS (
+                SELECT 1 FROM care_relationships r WHERE r.clinician_id = $2 AND r.client_id = c.client_id
+            ))
+        )
+        ORDER BY c.granted_at DESC, c.consent_id
+        LIMIT $3
+        """,  # noqa: S608 -- fixed columns
+        org_id,
+        clinician_id,
+        limit,
+    )
+    return [msgspec.convert(dict(r), ConsentRow) for r in rows]
+
+
 async def due_for_expiry(conn: asyncpg.Connection, now: dt.datetime, limit: int) -> list[ConsentRow]:
     """Active consents whose validity has ended, locked (skipping ones locked elsewhere)."""
     rows = await conn.fetch(

@@ -288,18 +288,18 @@ async def list_consents(
     """Consents the caller may see: a client theirs, a clinician those naming them, compliance all."""
     require(principal.actor, PolicyAction.LIST_CONSENTS, Resource(org_id=principal.org_id))
     now = rt.clock.now()
-    match principal.role:
-        case "client":
-            rows = await repo.list_consents(conn, org_id=principal.org_id, client_id=principal.account_id)
-        case "clinician":
-            rows = await repo.list_consents(
-                conn, org_id=principal.org_id, grantee_ids=(principal.account_id, principal.org_id)
-            )
-        case "compliance_officer":
-            rows = await repo.list_consents(conn, org_id=principal.org_id)
-        case _:
-            rows = []
     async with conn.transaction():
+        match principal.role:
+            case "client":
+                rows = await repo.list_consents(conn, org_id=principal.org_id, client_id=principal.account_id)
+            case "clinician":
+                rows = await repo.list_for_clinician(
+                    conn, org_id=principal.org_id, clinician_id=principal.account_id
+                )
+            case "compliance_officer":
+                rows = await repo.list_consents(conn, org_id=principal.org_id)
+            case _:
+                rows = []
         await record(
             conn,
             AuditEvent(

@@ -164,6 +164,12 @@ async def test_organization_grant_reaches_only_treating_clinicians(
         await client.get(f"/v1/clients/{patient.id}", headers=world.clinic.clinician.headers)
     ).status_code == 200
     assert (await client.get(f"/v1/clients/{patient.id}", headers=world.other_doc.headers)).status_code == 403
+    # Listing follows the same rule: the organization grant is not shown to a clinician who does
+    # not treat the client (it would reveal the organization's client list).
+    mine = (await client.get("/v1/consents", headers=world.clinic.clinician.headers)).json()["items"]
+    theirs = (await client.get("/v1/consents", headers=world.other_doc.headers)).json()["items"]
+    assert [c["consent_id"] for c in mine] == [org_grant["consent_id"]]
+    assert theirs == []
 
 
 @pytest.mark.parametrize(
