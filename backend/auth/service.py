@@ -297,10 +297,19 @@ async def change_password(
     """Check the current password, set the new one, revoke every other session."""
     _own_account(principal)
     now = rt.clock.now()
+    # A stolen session must not become an unthrottled password oracle: wrong current
+    # passwords are counted and back off like failed logins.
+    key = rt.keys.digest("password-change", str(principal.account_id))
+    policy, _ = _policies(rt)
+    wait = retry_after(await repo.load_throttle(conn, "account", key, lock=False), now)
+    if wait:
+        raise ThrottledError(retry_after=wait)
     account = await repo.get_login_account(conn, principal.account_id)
     matched, _ = await rt.passwords.verify(account.password_hash, req.current_password)
     if not matched:
         async with conn.transaction():
+            state = await repo.load_throttle(conn, "account", key, lock=True)
+            await repo.save_throttle(conn, "account", key, after_failure(state, policy, now), now)
             await record(
                 conn,
                 _session_event("auth.password_change", principal, Outcome.MINOR_FAILURE),

@@ -95,3 +95,20 @@ async def test_one_address_guessing_many_accounts_is_throttled(
     assert locked.status_code == 429
     clock.advance(int(locked.headers["retry-after"]))
     assert (await login(client, clinic.client)).status_code == 200
+
+
+async def test_password_change_guessing_is_throttled(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection
+) -> None:
+    """A stolen session cannot guess the current password without limit."""
+    clinic = await make_clinic(client, app, db)
+    statuses = []
+    for _ in range(8):
+        response = await client.post(
+            "/v1/auth/password",
+            json={"current_password": "not it, not it at all", "new_password": "a new passphrase 2026"},
+            headers=clinic.client.headers,
+        )
+        statuses.append(response.status_code)
+    assert statuses[:6] == [401] * 6
+    assert set(statuses[6:]) == {429}
