@@ -181,6 +181,11 @@ async def open_download(
         conversation, _, decision = await authorize(
             rt, conn, principal, row.conversation_id, PolicyAction.READ_CONVERSATION
         )
+        # Like messages, an attachment is for those who were members when it was shared:
+        # someone who joined later gets nothing older than their membership.
+        joined = await messaging_repo.joined_at(conn, row.conversation_id, principal.account_id)
+        if row.uploader_id != principal.account_id and (joined is None or joined > row.created_at):
+            raise NotFoundError
         await record(
             conn,
             _event(principal, "attachment.read", Action.READ, conversation, decision, attachment_id),

@@ -17,6 +17,7 @@ __all__ = [
     "get_message",
     "insert_conversation",
     "insert_message",
+    "joined_at",
     "list_conversations",
     "list_members",
     "mark_delivered",
@@ -142,6 +143,18 @@ async def set_member_status(
         pseudonym,
     )
     return bool(result.endswith(" 1"))
+
+
+async def joined_at(
+    conn: asyncpg.Connection, conversation_id: uuid.UUID, account_id: uuid.UUID
+) -> dt.datetime | None:
+    """When the account last joined the conversation (None if it never did)."""
+    found: dt.datetime | None = await conn.fetchval(
+        "SELECT joined_at FROM conversation_members WHERE conversation_id = $1 AND account_id = $2",
+        conversation_id,
+        account_id,
+    )
+    return found
 
 
 async def list_members(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> list[MemberRow]:

@@ -90,8 +90,9 @@ async def test_round_trip_with_the_key_inside_an_envelope(
     key = encrypt_attachment(
         io.BytesIO(plaintext), blob, attachment_id=attachment_id, media_type="application/pdf"
     )
-    uploaded = await _upload(client, doc, chat.conversation_id, attachment_id, blob.getvalue(),
-                             key.ciphertext_hash)  # fmt: skip
+    uploaded = await _upload(
+        client, doc, chat.conversation_id, attachment_id, blob.getvalue(), key.ciphertext_hash
+    )
     assert uploaded.status_code == 201, uploaded.text
     assert uploaded.json() == {
         "id": str(attachment_id),
@@ -110,17 +111,27 @@ async def test_round_trip_with_the_key_inside_an_envelope(
 
     # The key travels inside a signed envelope; the patient finds it there.
     payload = InnerPayload(version=1, content_type="text/plain", body=b"scan attached", attachments=(key,))
-    envelope = seal_envelope(chat.doc_keys, kind=EnvelopeKind.MESSAGE, context_id=chat.conversation_id,
-                             item_id=uuid.uuid4(), payload=payload,
-                             recipients=[chat.doc_keys.bundle, chat.pat_keys.bundle])  # fmt: skip
+    envelope = seal_envelope(
+        chat.doc_keys,
+        kind=EnvelopeKind.MESSAGE,
+        context_id=chat.conversation_id,
+        item_id=uuid.uuid4(),
+        payload=payload,
+        recipients=[chat.doc_keys.bundle, chat.pat_keys.bundle],
+    )
     sent = await client.post(
         f"/v1/conversations/{chat.conversation_id}/messages", json=as_json(envelope), headers=doc.headers
     )
     assert sent.status_code == 201, sent.text
     page = await client.get(f"/v1/conversations/{chat.conversation_id}/messages", headers=pat.headers)
     received = msgspec.convert(page.json()["items"][0]["envelope"], Envelope, strict=False)
-    opened = open_envelope(received, reader=chat.pat_keys, sender_bundle=chat.doc_keys.bundle,
-                           context_id=chat.conversation_id, kinds={EnvelopeKind.MESSAGE})  # fmt: skip
+    opened = open_envelope(
+        received,
+        reader=chat.pat_keys,
+        sender_bundle=chat.doc_keys.bundle,
+        context_id=chat.conversation_id,
+        kinds={EnvelopeKind.MESSAGE},
+    )
     (shared_key,) = opened.payload.attachments
     downloaded = await client.get(f"/v1/attachments/{shared_key.attachment_id}", headers=pat.headers)
     assert downloaded.status_code == 200
@@ -275,3 +286,35 @@ async def test_stored_attachments_are_immutable(
         await db.execute("UPDATE attachment_chunks SET data = 'x'")
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("UPDATE attachments SET size = 3")
+
+
+async def test_a_later_member_cannot_fetch_older_attachments(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, clock: FrozenClock
+) -> None:
+    """Like messages, attachments are for those who were members when they were shared."""
+    from tests.helpers import make_client  # noqa: PLC0415
+
+    clinic = await make_clinic(client, app, db)
+    doc = clinic.clinician
+    group = uuid.uuid4()
+    assert (
+        await client.post(
+            "/v1/conversations", json={"id": str(group), "kind": "support_group"}, headers=doc.headers
+        )
+    ).status_code == 201
+    early, late = clinic.client, await make_client(client, doc, "late@clinic.example")
+    for person, name in ((early, "Early"),):
+        await client.post(
+            f"/v1/conversations/{group}/members", json={"account_id": str(person.id)}, headers=doc.headers
+        )
+        await client.post(f"/v1/conversations/{group}/join", json={"pseudonym": name}, headers=person.headers)
+    blob = os.urandom(5000)
+    attachment_id = uuid.uuid4()
+    assert (await _upload(client, doc, group, attachment_id, blob)).status_code == 201
+    clock.advance(60)
+    await client.post(
+        f"/v1/conversations/{group}/members", json={"account_id": str(late.id)}, headers=doc.headers
+    )
+    await client.post(f"/v1/conversations/{group}/join", json={"pseudonym": "Late"}, headers=late.headers)
+    assert (await client.get(f"/v1/attachments/{attachment_id}", headers=early.headers)).status_code == 200
+    assert (await client.get(f"/v1/attachments/{attachment_id}", headers=late.headers)).status_code == 404
