@@ -227,7 +227,7 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
 
     import asyncpg  # noqa: PLC0415
 
-    from backend.audit_trail.pruning import prune_leaves  # noqa: PLC0415
+    from backend.audit_trail.pruning import prune_addresses, prune_leaves  # noqa: PLC0415
     from backend.audit_trail.writer import AuditContext  # noqa: PLC0415
     from backend.clock import SystemClock  # noqa: PLC0415
 
@@ -245,12 +245,15 @@ def cmd_audit_prune(args: argparse.Namespace) -> int:
     async def run() -> int:
         conn = await asyncpg.connect(dsn)
         try:
-            count = await prune_leaves(
-                conn, SystemClock(), before=before, ctx=AuditContext(source_instance="cli")
+            ctx = AuditContext(source_instance="cli")
+            count = await prune_leaves(conn, SystemClock(), before=before, ctx=ctx)
+            addresses = await prune_addresses(
+                conn, SystemClock(), older_than=dt.timedelta(days=args.address_days), ctx=ctx
             )
         finally:
             await conn.close()
         print(f"pruned {count} audit leaves recorded before {before.isoformat()}")
+        print(f"deleted {addresses} raw client addresses older than {args.address_days} days")
         return 0
 
     return asyncio.run(run())
@@ -306,6 +309,9 @@ def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     prune = audit.add_parser("prune", help="remove leaf bytes past their retention (hashes stay)")
     prune.add_argument(
         "--before", required=True, help="prune events recorded before this time (ISO 8601, with zone)"
+    )
+    prune.add_argument(
+        "--address-days", type=int, default=30, help="keep raw client addresses this many days (default 30)"
     )
     prune.set_defaults(func=cmd_audit_prune)
 

@@ -10,7 +10,10 @@ from backend.audit_trail import repository as repo
 from backend.audit_trail.writer import Action, AuditContext, AuditEvent, record
 from backend.clock import Clock
 
-__all__ = ["prune_leaves"]
+__all__ = ["ADDRESS_RETENTION", "prune_addresses", "prune_leaves"]
+
+#: Raw client addresses are kept apart from the log, for security investigations only.
+ADDRESS_RETENTION = dt.timedelta(days=30)
 
 
 async def prune_leaves(
@@ -46,3 +49,23 @@ async def prune_leaves(
         if len(pruned) < batch:
             break
     return total
+
+
+async def prune_addresses(
+    conn: asyncpg.Connection, clock: Clock, *, older_than: dt.timedelta = ADDRESS_RETENTION, ctx: AuditContext
+) -> int:
+    """Delete raw client addresses past their short retention (the log keeps keyed digests)."""
+    async with conn.transaction():
+        now = clock.now()
+        status = await conn.execute("DELETE FROM audit_addresses WHERE recorded_at < $1", now - older_than)
+        count = int(status.split()[-1])
+        if count:
+            await record(
+                conn,
+                AuditEvent(
+                    action=Action.DELETE, event_type="audit.prune_addresses", entity_type="audit_address"
+                ),
+                ctx,
+                now,
+            )
+    return count

@@ -123,3 +123,21 @@ def test_prune_command(
     assert "pruned 0 audit leaves" in capsys.readouterr().out
     assert main(["audit", "prune", "--before", "2000-01-01T00:00:00"]) == 2
     assert main(["audit", "prune", "--before", "yesterday"]) == 2
+
+
+async def test_raw_addresses_have_a_short_retention(db: asyncpg.Connection, clock: FrozenClock) -> None:
+    from backend.audit_trail.pruning import prune_addresses  # noqa: PLC0415
+
+    ctx = AuditContext(source_instance="t", address="203.0.113.9", address_digest=b"\x02" * 32)
+    async with db.transaction():
+        await record(
+            db,
+            AuditEvent(action=Action.READ, event_type="note.read"),
+            ctx,
+            clock.now() - dt.timedelta(days=31),
+        )
+        await record(db, AuditEvent(action=Action.READ, event_type="note.read"), ctx, clock.now())
+    assert await prune_addresses(db, clock, ctx=CTX) == 1
+    assert await db.fetchval("SELECT count(*) FROM audit_addresses") == 1
+    digests = await db.fetchval("SELECT count(*) FROM audit_events WHERE agent_address_digest IS NOT NULL")
+    assert digests == 2, "the log keeps the keyed digest"
