@@ -249,6 +249,18 @@ async def treats(conn: asyncpg.Connection, clinician_id: uuid.UUID, client_id: u
     return found is not None
 
 
+async def treating(
+    conn: asyncpg.Connection, client_id: uuid.UUID, clinician_ids: list[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these clinicians have a care relationship with the client (one query)."""
+    rows = await conn.fetch(
+        "SELECT clinician_id FROM care_relationships WHERE client_id = $1 AND clinician_id = ANY($2::uuid[])",
+        client_id,
+        clinician_ids,
+    )
+    return {r["clinician_id"] for r in rows}
+
+
 async def load_facts(
     conn: asyncpg.Connection, client_id: uuid.UUID
 ) -> tuple[list[ConsentFact], list[EmergencyFact]]:

@@ -216,13 +216,21 @@ async def insert_message(
     now: dt.datetime,
 ) -> int | None:
     """Store a message and who may fetch it; None when the id exists already."""
+    # The message and who may fetch it, in one statement (one round trip).
     seq: int | None = await conn.fetchval(
         """
-        INSERT INTO messages (id, conversation_id, org_id, sender_id, sender_key_version, kind,
-                              references_id, envelope, envelope_sha256, created_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-        ON CONFLICT (id) DO NOTHING
-        RETURNING seq
+        WITH m AS (
+            INSERT INTO messages (id, conversation_id, org_id, sender_id, sender_key_version, kind,
+                                  references_id, envelope, envelope_sha256, created_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING seq
+        ), r AS (
+            INSERT INTO message_recipients (message_seq, account_id, delivered_at)
+            SELECT m.seq, a, CASE WHEN a = $4 THEN $10::timestamptz END
+            FROM m, unnest($11::uuid[]) AS a
+        )
+        SELECT seq FROM m
         """,
         message_id,
         conversation_id,
@@ -234,18 +242,7 @@ async def insert_message(
         envelope,
         envelope_sha256,
         now,
-    )
-    if seq is None:
-        return None
-    await conn.execute(
-        """
-        INSERT INTO message_recipients (message_seq, account_id, delivered_at)
-        SELECT $1, a, CASE WHEN a = $3 THEN $4::timestamptz END FROM unnest($2::uuid[]) AS a
-        """,
-        seq,
         recipients,
-        sender_id,
-        now,
     )
     return seq
 

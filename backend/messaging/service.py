@@ -22,6 +22,7 @@ import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
@@ -172,14 +173,21 @@ async def _readers(
     (``messaging``) still allows: a clinician whose consent was revoked stays listed as a
     member but is no longer a recipient, nor told about new messages.
     """
+    active = [m for m in members if m.status == "active"]
+    if conversation.client_id is None:
+        return [m.account_id for m in active]
+    clinicians = [m.account_id for m in active if m.role == "clinician"]
+    # One load of the client's consents and one of the care relationships, for every
+    # clinician at once; then the policy decides per clinician.
+    consents, _ = await consent_repo.load_facts(conn, conversation.client_id)
+    treats = await consent_repo.treating(conn, conversation.client_id, clinicians) if clinicians else set()
+    now = rt.clock.now()
+    resource = Resource(org_id=conversation.org_id, client_id=conversation.client_id)
     readers: list[uuid.UUID] = []
-    for member in members:
-        if member.status != "active":
-            continue
-        if conversation.client_id is not None and member.role == "clinician":
-            facts = await load_client_facts(conn, member.account_id, conversation.client_id, rt.clock.now())
+    for member in active:
+        if member.role == "clinician":
             actor = Actor(account_id=member.account_id, org_id=conversation.org_id, role="clinician")
-            resource = Resource(org_id=conversation.org_id, client_id=conversation.client_id)
+            facts = Facts(now=now, treats=member.account_id in treats, consents=tuple(consents))
             if not decide(actor, PolicyAction.MESSAGE_CLIENT, resource, facts).allowed:
                 continue
         readers.append(member.account_id)

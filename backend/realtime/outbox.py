@@ -36,13 +36,17 @@ _NOTIFY_LIMIT = 7_000  # PostgreSQL caps a NOTIFY payload at 8000 bytes
 EVENTS_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1702260340))"
 # The shared locks are all taken (the aggregate consumes every row) before the INSERT
 # draws its first id, in one statement.
+# NOTIFY is sent in the same statement (it is delivered at commit whatever its place).
 _INSERT_SQL = """
     WITH held AS (
         SELECT count(pg_advisory_xact_lock_shared(hashtextextended(a::text, 1702260340))) AS n
         FROM unnest($1::uuid[]) AS a
+    ), ins AS (
+        INSERT INTO account_events (account_id, kind, payload, created_at)
+        SELECT unnest($1::uuid[]), $2, $3::jsonb, $4 FROM held
+        RETURNING 1
     )
-    INSERT INTO account_events (account_id, kind, payload, created_at)
-    SELECT unnest($1::uuid[]), $2, $3::jsonb, $4 FROM held
+    SELECT pg_notify($5, $6) FROM (SELECT count(*) FROM ins) AS done
 """
 
 
@@ -59,8 +63,7 @@ async def publish(
         return
     body = msgspec.json.encode(payload).decode()
     # Readers of these accounts now wait for this transaction to end.
-    await conn.execute(_INSERT_SQL, targets, kind, body, now)
     names = ",".join(a.hex for a in targets)
     await conn.execute(
-        "SELECT pg_notify($1, $2)", CHANNEL, names if len(names) <= _NOTIFY_LIMIT else WAKE_ALL
+        _INSERT_SQL, targets, kind, body, now, CHANNEL, names if len(names) <= _NOTIFY_LIMIT else WAKE_ALL
     )
