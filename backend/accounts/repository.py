@@ -13,6 +13,7 @@ __all__ = [
     "InviteRow",
     "claim_invite",
     "count_admins",
+    "display_name",
     "get_org_by_slug",
     "insert_account",
     "insert_care_relationship",
@@ -105,6 +106,12 @@ async def insert_account(
         created_by,
     )
     return None if row is None else msgspec.convert(dict(row), AccountRow)
+
+
+async def display_name(conn: asyncpg.Connection, account_id: uuid.UUID) -> str | None:
+    """An account's display name."""
+    name: str | None = await conn.fetchval("SELECT display_name FROM accounts WHERE id = $1", account_id)
+    return name
 
 
 async def insert_invite(

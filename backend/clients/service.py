@@ -7,6 +7,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from backend.accounts import repository as accounts_repo
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
@@ -45,7 +46,7 @@ async def read_client(
             Resource(org_id=target[0], client_id=client_id),
             facts,
         )
-        name = await conn.fetchval("SELECT display_name FROM accounts WHERE id = $1", client_id)
+        name = await accounts_repo.display_name(conn, client_id)
         await record(
             conn,
             AuditEvent(

@@ -278,7 +278,8 @@ async def revoke(
             now,
         )  # fmt: skip
         ended = await repo.get_consent(conn, consent_id)
-    assert ended is not None  # noqa: S101 -- the row was locked above in this transaction
+    if ended is None:  # pragma: no cover -- the row was locked above in this transaction
+        raise NotFoundError
     return ConsentGranted(consent=_view(ended, now), receipt=receipt)
 
 
@@ -482,7 +483,8 @@ async def approve_emergency(
             await repo.approve_emergency(conn, access_id, principal.account_id, now)
             await record(conn, _emergency_event(principal, "emergency.approve", row), ctx, now)
         approved = await repo.get_emergency(conn, access_id)
-    assert approved is not None  # noqa: S101 -- locked above in this transaction
+    if approved is None:  # pragma: no cover -- the row was locked above in this transaction
+        raise NotFoundError
     return _emergency_view(approved, now)
 
 
@@ -500,7 +502,8 @@ async def close_emergency(
         await repo.close_emergency(conn, access_id, now)
         await record(conn, _emergency_event(principal, "emergency.close", row), ctx, now)
         closed = await repo.get_emergency(conn, access_id)
-    assert closed is not None  # noqa: S101 -- locked above in this transaction
+    if closed is None:  # pragma: no cover -- the row was locked above in this transaction
+        raise NotFoundError
     return _emergency_view(closed, now)
 
 

@@ -158,10 +158,10 @@ async def _check_clinician_may_message(
 
 
 async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid.UUID) -> str:
-    row = await conn.fetchrow("SELECT org_id, role, status FROM accounts WHERE id = $1", account_id)
-    if row is None or row["org_id"] != org_id or row["status"] != "active":
+    found = await consent_repo.account_role(conn, account_id)
+    if found is None or found[0] != org_id or found[2] != "active":
         raise InvalidInputError("Every member must be an active account of this organization.")
-    return str(row["role"])
+    return found[1]
 
 
 async def _readers(

@@ -151,6 +151,12 @@ async def add_readers(
     )
 
 
+async def note_clients(conn: asyncpg.Connection, note_ids: list[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The client each of these notes is about."""
+    rows = await conn.fetch("SELECT id, client_id FROM notes WHERE id = ANY($1::uuid[])", note_ids)
+    return {r["id"]: r["client_id"] for r in rows}
+
+
 async def has_authored(conn: asyncpg.Connection, client_id: uuid.UUID, author_id: uuid.UUID) -> bool:
     """Whether the account wrote any note about the client."""
     found = await conn.fetchval(

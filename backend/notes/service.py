@@ -24,7 +24,7 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
-from backend.errors import ConflictError, InvalidInputError, NotFoundError
+from backend.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.keys import repository as keys_repo
 from backend.notes import repository as repo
@@ -387,8 +387,6 @@ async def amend_note(
 
 
 def _not_author() -> Exception:
-    from backend.errors import ForbiddenError  # noqa: PLC0415
-
     return ForbiddenError("Only the author amends or shares a note.")
 
 
@@ -591,8 +589,6 @@ async def add_key_wraps(
     ctx: AuditContext,
 ) -> int:
     """The custodian's holder (never the requester) approves break-glass and hands over re-wrapped keys."""
-    from backend.consent import service as consent_service  # noqa: PLC0415
-
     now = rt.clock.now()
     async with conn.transaction():
         access = await consent_repo.get_emergency(conn, access_id)
@@ -610,8 +606,8 @@ async def add_key_wraps(
         if raw is None or decode_bundle(raw).key_version != req.key_version:
             raise InvalidInputError("Wraps must be sealed to the clinician's current key.")
         note_ids = [w.note_id for w in req.wraps]
-        owners = await conn.fetch("SELECT id, client_id FROM notes WHERE id = ANY($1::uuid[])", note_ids)
-        if len(owners) != len(set(note_ids)) or any(r["client_id"] != access.client_id for r in owners):
+        owners = await repo.note_clients(conn, note_ids)
+        if len(owners) != len(set(note_ids)) or any(c != access.client_id for c in owners.values()):
             raise InvalidInputError("Every wrap must be for a note about the emergency's client.")
         if access.approved_by is None:
             await consent_repo.approve_emergency(conn, access_id, principal.account_id, now)
@@ -646,5 +642,4 @@ async def add_key_wraps(
             {"emergency_access_id": str(access_id), "client_id": str(access.client_id)},
             now,
         )
-    del consent_service
     return len(req.wraps)
