@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -38,7 +39,7 @@ from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
 from backend.telemetry import configure_logging, configure_tracing
 
-__all__ = ["API_VERSION", "create_app", "create_app_from_env", "openapi_config"]
+__all__ = ["API_VERSION", "cors_config", "create_app", "create_app_from_env", "openapi_config"]
 
 API_VERSION = "0.1.0"
 
@@ -79,6 +80,23 @@ def openapi_config() -> OpenAPIConfig:
         ),
         security=[{"bearer": []}],
         use_handler_docstrings=True,
+    )
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """CORS for the configured browser origins only; ``None`` (no CORS headers) when there are none.
+
+    Bearer tokens travel in ``Authorization``, never in cookies, so credentials stay off.
+    """
+    if not settings.cors_allowed_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_allowed_origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["authorization", "content-type", "idempotency-key", "if-match", "last-event-id"],
+        allow_credentials=False,
+        expose_headers=["etag", "retry-after", "x-request-id", "x-audit-tree-size", "content-disposition"],
+        max_age=600,
     )
 
 
@@ -134,6 +152,7 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=[lifespan],
         openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
         request_max_body_size=settings.max_body_bytes,
         middleware=[AuthenticationMiddleware],
         state=State({"runtime": runtime}),
@@ -145,7 +164,9 @@ def create_app(
     # Outermost layer: request ids, spans, access log and security headers for every
     # response, including the router's own 404 and 405 answers.
     app.asgi_handler = RequestContextMiddleware(
-        app.asgi_handler, request_timeout_s=settings.request_timeout_s
+        app.asgi_handler,
+        request_timeout_s=settings.request_timeout_s,
+        hsts_max_age_s=settings.hsts_max_age_s if settings.behind_tls else None,
     )
     return app
 

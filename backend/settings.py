@@ -29,6 +29,10 @@ DEVELOPMENT_AUDIT_ORIGIN = "localhost/confide-audit/v1"
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+#: A browser origin: scheme, lower-case host and optional port; no path, no wildcard.
+Origin = Annotated[
+    str, msgspec.Meta(pattern=r"^https?://[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:[0-9]{1,5})?$")
+]
 
 
 class SettingsError(ValueError):
@@ -54,6 +58,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """ASGI server: ``uvicorn`` (measured faster here) or ``granian``."""
     instance_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][A-Za-z0-9._:-]{0,127})?$")] = ""
     """Names this process in audit events (``source``); defaults to host name and pid."""
+    behind_tls: bool = False
+    """Clients reach the service only over HTTPS (TLS ends at a proxy or ingress): responses carry HSTS."""
+    hsts_max_age_s: Annotated[int, msgspec.Meta(ge=300, le=63_072_000)] = 31_536_000
+    """``max-age`` of the ``Strict-Transport-Security`` header sent when ``behind_tls`` is set."""
+    cors_allowed_origins: tuple[Origin, ...] = ()
+    """Browser origins allowed to call the API (comma-separated ``https://host[:port]``); none by default.
+
+    Empty: no CORS headers at all. Production accepts https origins only."""
 
     db_pool_min: NonNegative = 2
     """Connections each process keeps open."""
@@ -172,6 +184,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError(
                 "CONFIDE_AUDIT_LOG_KEY or CONFIDE_AUDIT_LOG_KEY_FILE is required in production"
             )
+        if self.environment == "production" and any(
+            not origin.startswith("https://") for origin in self.cors_allowed_origins
+        ):
+            raise SettingsError("CONFIDE_CORS_ALLOWED_ORIGINS must list https origins only in production")
         if self.environment == "production" and self.bench_routes:
             raise SettingsError("CONFIDE_BENCH_ROUTES must not be set in production")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:
@@ -258,7 +274,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
 
 
 def _split_list(name: str, value: str) -> object:
-    if name == "mfa_required_roles":
+    if name in {"mfa_required_roles", "cors_allowed_origins"}:
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 

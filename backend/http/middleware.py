@@ -48,10 +48,30 @@ _DOCS_CSP = (
 class RequestContextMiddleware:
     """Assign a request id, open a span, log the outcome, add security headers."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool = True, request_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_log: bool = True,
+        request_timeout_s: float = 30.0,
+        hsts_max_age_s: int | None = None,
+    ) -> None:
+        """Wrap ``app``.
+
+        Args:
+            app: The application (Litestar's ASGI handler, CORS included).
+            access_log: Log one line per request.
+            request_timeout_s: Deadline for the response to start.
+            hsts_max_age_s: Send ``Strict-Transport-Security`` with this ``max-age``; ``None``
+                when clients may reach the service without TLS (the header would be wrong there).
+        """
         self.app = app
         self.access_log = access_log
         self.request_timeout_s = request_timeout_s
+        self.security_headers = _SECURITY_HEADERS
+        if hsts_max_age_s is not None:
+            hsts = (b"strict-transport-security", f"max-age={int(hsts_max_age_s)}".encode("ascii"))
+            self.security_headers = (*_SECURITY_HEADERS, hsts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection."""
@@ -75,7 +95,7 @@ class RequestContextMiddleware:
                 # (the audit export) is bounded by its route and the database timeouts.
                 deadline.reschedule(None)
                 message["headers"] = _response_headers(
-                    message.get("headers", []), request_id, is_docs=is_docs
+                    message.get("headers", []), request_id, self.security_headers, is_docs=is_docs
                 )
             await send(message)
 
@@ -137,12 +157,14 @@ async def _send_timeout(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _response_headers(given: Any, request_id: str, *, is_docs: bool) -> list[tuple[bytes, bytes]]:
+def _response_headers(
+    given: Any, request_id: str, security: tuple[tuple[bytes, bytes], ...], *, is_docs: bool
+) -> list[tuple[bytes, bytes]]:
     """The response's headers plus the request id and the security headers it lacks."""
     headers: list[tuple[bytes, bytes]] = list(given)
     present = {name.lower() for name, _ in headers}
     headers.append((b"x-request-id", request_id.encode("ascii")))
-    for name, value in _SECURITY_HEADERS:
+    for name, value in security:
         if name in present:
             continue
         if name == b"content-security-policy" and is_docs:
