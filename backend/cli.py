@@ -33,13 +33,31 @@ def _database_url(settings: Settings) -> str:
     return url
 
 
-def cmd_migrate(_: argparse.Namespace) -> int:
-    """Apply pending migrations."""
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations; then, if asked, grant the application role its privileges."""
+    import asyncpg  # noqa: PLC0415
+
     from backend.db.migrate import migrate  # noqa: PLC0415
 
     settings = _settings()
-    applied = asyncio.run(migrate(_database_url(settings)))
+    dsn = _database_url(settings)
+    applied = asyncio.run(migrate(dsn))
     print(f"migrations applied: {len(applied)}" + (f" ({', '.join(applied)})" if applied else ""))
+    if args.grant_app_role:
+
+        async def grant() -> None:
+            conn = await asyncpg.connect(dsn)
+            try:
+                await conn.execute("SELECT confide_grant_app_role($1)", args.grant_app_role)
+            finally:
+                await conn.close()
+
+        try:
+            asyncio.run(grant())
+        except asyncpg.PostgresError as exc:
+            print(f"confide: granting {args.grant_app_role!r} failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"privileges granted to {args.grant_app_role}")
     return 0
 
 
@@ -336,7 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--server", choices=["uvicorn", "granian"])
     serve.set_defaults(func=cmd_serve)
 
-    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    migrate = sub.add_parser("migrate", help="apply database migrations (as the schema owner)")
+    migrate.add_argument(
+        "--grant-app-role",
+        metavar="ROLE",
+        help="then give this application role its least privileges (deploy/postgres/roles.sql)",
+    )
+    migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)
 
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
