@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench openapi migrate clean venv
+.PHONY: run test lint typecheck unit bench openapi migrate clean venv lock
 
 venv: $(STAMP)
 
@@ -38,6 +38,13 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Re-pin after changing dependencies (needs uv: `pip install uv`). The image's lock is the
+# runtime subset of requirements.lock, same versions and hashes (tests/deploy checks it).
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 --universal -o requirements.lock
+	uv pip compile pyproject.toml deploy/build-requirements.in -c requirements.lock --generate-hashes \
+		--python-version 3.11 --universal -o deploy/requirements-image.lock
 
 openapi: $(STAMP)
 	$(BIN)/confide openapi > openapi/openapi.json.tmp && mv openapi/openapi.json.tmp openapi/openapi.json
