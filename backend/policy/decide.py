@@ -47,6 +47,8 @@ class Action(enum.StrEnum):
 
     READ_SELF = "account.read_self"
     MANAGE_OWN_ACCOUNT = "account.manage_own"  # sessions, password, second factor
+    # GDPR Art. 15/20: every account (staff included) downloads what is held about it.
+    EXPORT_OWN_DATA = "subject.export"
     CREATE_STAFF_ACCOUNT = "account.create_staff"
     CREATE_INVITE = "invite.create"
     # Key directory: an account manages its own keys and backup; anyone in the
@@ -208,7 +210,7 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
     if actor.org_id != resource.org_id:
         return _deny("not_found")
     match action:
-        case Action.READ_SELF | Action.MANAGE_OWN_ACCOUNT:
+        case Action.READ_SELF | Action.MANAGE_OWN_ACCOUNT | Action.EXPORT_OWN_DATA:
             if resource.owner_id == actor.account_id:
                 return _allow("self")
             return _deny("not_found")
