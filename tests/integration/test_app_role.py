@@ -32,6 +32,7 @@ async def app_role(pg_server: PgServer, database_url: str) -> AsyncIterator[str]
         try:
             await conn.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"')
             await conn.execute(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{role}"')
+            await conn.execute(f'REVOKE ALL ON ALL FUNCTIONS IN SCHEMA public FROM "{role}"')
             await conn.execute(f'REVOKE ALL ON SCHEMA public FROM "{role}"')
         finally:
             await conn.close()
