@@ -38,6 +38,7 @@ class Parties:
     doc_keys: IdentityKeys
     pat_keys: IdentityKeys
     conversation_id: uuid.UUID
+    admin: dict[str, str]
 
 
 async def _set_up(server: RunningServer, http: httpx.AsyncClient) -> Parties:
@@ -92,7 +93,7 @@ async def _set_up(server: RunningServer, http: httpx.AsyncClient) -> Parties:
     conversation_id = uuid.uuid4()
     conversation = {"id": str(conversation_id), "kind": "direct", "client_id": str(pat_id)}
     assert (await http.post("/v1/conversations", json=conversation, headers=doc)).status_code == 201
-    return Parties(doc, pat, doc_keys, pat_keys, conversation_id)
+    return Parties(doc, pat, doc_keys, pat_keys, conversation_id, admin)
 
 
 async def _send(http: httpx.AsyncClient, p: Parties, text: str) -> uuid.UUID:
