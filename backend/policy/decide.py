@@ -84,6 +84,21 @@ class Action(enum.StrEnum):
     OPEN_EMERGENCY_ACCESS = "emergency.open"
     APPROVE_EMERGENCY_ACCESS = "emergency.approve"
     LIST_EMERGENCY_ACCESS = "emergency.list"
+    # Retention: everyone may read the periods that apply to their data (GDPR Art. 13(2)(a));
+    # admins set them; admins and compliance officers read the record of runs.
+    READ_RETENTION_POLICIES = "retention.policies.read"
+    SET_RETENTION_POLICY = "retention.policies.set"
+    READ_RETENTION_RUNS = "retention.runs.read"
+    # Legal holds are placed, released and listed by compliance officers only.
+    PLACE_LEGAL_HOLD = "legal_hold.place"
+    RELEASE_LEGAL_HOLD = "legal_hold.release"
+    LIST_LEGAL_HOLDS = "legal_hold.list"
+    # Erasure (GDPR Art. 17): a client files and follows their own request; a compliance
+    # officer lists and decides requests, never one about themselves.
+    REQUEST_ERASURE = "erasure.request"
+    READ_OWN_ERASURE_REQUESTS = "erasure.read_own"
+    LIST_ERASURE_REQUESTS = "erasure.list"
+    DECIDE_ERASURE = "erasure.decide"
 
 
 # The consent scope each client-data action needs.
@@ -322,6 +337,38 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             if actor.role in {"compliance_officer", "clinician"}:
                 return _allow("filtered_by_role")
             return _deny("role")
+        case Action.READ_RETENTION_POLICIES:
+            return _allow("same_organization")
+        case Action.SET_RETENTION_POLICY:
+            if actor.role != "admin":
+                return _deny("role")
+            return _allow("admin")
+        case Action.READ_RETENTION_RUNS:
+            if actor.role not in {"admin", "compliance_officer"}:
+                return _deny("role")
+            return _allow("filtered_by_role")
+        case Action.PLACE_LEGAL_HOLD | Action.RELEASE_LEGAL_HOLD | Action.LIST_LEGAL_HOLDS:
+            if actor.role != "compliance_officer":
+                return _deny("role")
+            if resource.target_role is not None and resource.target_role != "client":
+                return _deny("target_role")  # holds are on clients (or conversations)
+            return _allow("compliance_officer")
+        case Action.REQUEST_ERASURE | Action.READ_OWN_ERASURE_REQUESTS:
+            if actor.role != "client":
+                return _deny("role")
+            if resource.owner_id != actor.account_id:
+                return _deny("not_found")
+            return _allow("self")
+        case Action.LIST_ERASURE_REQUESTS:
+            if actor.role != "compliance_officer":
+                return _deny("role")
+            return _allow("compliance_officer")
+        case Action.DECIDE_ERASURE:
+            if actor.role != "compliance_officer":
+                return _deny("role")
+            if resource.owner_id is None or resource.owner_id == actor.account_id:
+                return _deny("own_request")
+            return _allow("compliance_officer")
     assert_never(action)
 
 
