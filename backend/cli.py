@@ -94,7 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         log_config=None,
         server_header=False,
-        proxy_headers=False,
+        # Forwarded headers only from the configured proxies (none by default).
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=list(settings.forwarded_allow_ips) or None,
         timeout_graceful_shutdown=10,
     )
     return 0

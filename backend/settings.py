@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import ipaddress
 import os
 import re
 import secrets
@@ -62,6 +63,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Clients reach the service only over HTTPS (TLS ends at a proxy or ingress): responses carry HSTS."""
     hsts_max_age_s: Annotated[int, msgspec.Meta(ge=300, le=63_072_000)] = 31_536_000
     """``max-age`` of the ``Strict-Transport-Security`` header sent when ``behind_tls`` is set."""
+    forwarded_allow_ips: tuple[str, ...] = ()
+    """Proxies (IP addresses or CIDR networks, comma-separated) whose X-Forwarded-For/-Proto are believed.
+
+    Empty: none; the peer is the client. Behind a load balancer or ingress set it, or per-address
+    login throttling counts the proxy instead of the clients."""
     cors_allowed_origins: tuple[Origin, ...] = ()
     """Browser origins allowed to call the API (comma-separated ``https://host[:port]``); none by default.
 
@@ -188,6 +194,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             not origin.startswith("https://") for origin in self.cors_allowed_origins
         ):
             raise SettingsError("CONFIDE_CORS_ALLOWED_ORIGINS must list https origins only in production")
+        for network in self.forwarded_allow_ips:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise SettingsError(
+                    "CONFIDE_FORWARDED_ALLOW_IPS must list IP addresses or CIDR networks"
+                ) from exc
+        if self.forwarded_allow_ips and self.server != "uvicorn":
+            raise SettingsError("CONFIDE_FORWARDED_ALLOW_IPS needs CONFIDE_SERVER=uvicorn")
         if self.environment == "production" and self.bench_routes:
             raise SettingsError("CONFIDE_BENCH_ROUTES must not be set in production")
         if self.otel_exporter == "otlp" and not self.otel_endpoint:
@@ -274,7 +289,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
 
 
 def _split_list(name: str, value: str) -> object:
-    if name in {"mfa_required_roles", "cors_allowed_origins"}:
+    if name in {"mfa_required_roles", "cors_allowed_origins", "forwarded_allow_ips"}:
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
 

@@ -68,3 +68,24 @@ def test_production_accepts_https_origins_only() -> None:
 def test_hsts_age_is_bounded(value: str) -> None:
     with pytest.raises(SettingsError, match="CONFIDE_HSTS_MAX_AGE_S"):
         load_settings({"CONFIDE_HSTS_MAX_AGE_S": value})
+
+
+def test_no_proxy_is_trusted_by_default() -> None:
+    assert load_settings({}).forwarded_allow_ips == ()
+
+
+def test_trusted_proxies_are_addresses_or_networks() -> None:
+    settings = load_settings({"CONFIDE_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 127.0.0.1,::1"})
+    assert settings.forwarded_allow_ips == ("10.0.0.0/8", "127.0.0.1", "::1")
+
+
+@pytest.mark.parametrize("value", ["*", "ingress.local", "10.0.0.0/33", "10.0.0.1, everyone"])
+def test_a_wildcard_or_name_as_trusted_proxy_stops_start_up(value: str) -> None:
+    """Trusting ``*`` would let any client choose the address its failed logins count against."""
+    with pytest.raises(SettingsError, match="CONFIDE_FORWARDED_ALLOW_IPS"):
+        load_settings({"CONFIDE_FORWARDED_ALLOW_IPS": value})
+
+
+def test_trusted_proxies_need_uvicorn() -> None:
+    with pytest.raises(SettingsError, match="CONFIDE_SERVER=uvicorn"):
+        load_settings({"CONFIDE_FORWARDED_ALLOW_IPS": "127.0.0.1", "CONFIDE_SERVER": "granian"})
