@@ -37,6 +37,7 @@ from backend.realtime.hub import Hub
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
+from backend.subjects.controller import SubjectsController
 from backend.telemetry import configure_logging, configure_tracing
 
 __all__ = ["API_VERSION", "cors_config", "create_app", "create_app_from_env", "openapi_config"]
@@ -57,6 +58,7 @@ ROUTE_HANDLERS = [
     NotesController,
     AttachmentsController,
     EventsController,
+    SubjectsController,
 ]
 
 

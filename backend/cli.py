@@ -1,4 +1,4 @@
-"""The ``confide`` command: serve, migrate, bootstrap an admin, OpenAPI, the audit log tools."""
+"""The ``confide`` command: serve, migrate, bootstrap an admin, OpenAPI, the audit log tools, export open."""
 
 from __future__ import annotations
 
@@ -344,6 +344,51 @@ def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     witness.set_defaults(func=cmd_audit_witness)
 
 
+def cmd_export_open(args: argparse.Namespace) -> int:
+    """Open a data-subject export on the person's own device (never on the server)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    # Secret-key code, loaded only by this command (pyproject.toml: the one import exception).
+    from crypto.cli_export import open_command  # noqa: PLC0415
+
+    return open_command(
+        Path(args.archive),
+        Path(args.out),
+        fmt=args.format,
+        passphrase_file=Path(args.passphrase_file) if args.passphrase_file else None,
+        key_backups=[Path(p) for p in args.key_backup or []],
+        server_key=args.server_key,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
+def _export_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sub.add_parser("export", help="your data-subject export (GET /v1/me/export)").add_subparsers(
+        dest="export_command", required=True
+    )
+    opener = export.add_parser(
+        "open",
+        help="verify an export and write a readable copy with your keys",
+        description=(
+            "Verifies the archive (digest, counts, server signature), unlocks your private keys from "
+            "the key backup in it with your passphrase (from --passphrase-file or a prompt, never an "
+            "argument), decrypts what they open and writes a readable copy (mode 0600) to --out."
+        ),
+    )
+    opener.add_argument("archive", help="the downloaded export (JSON Lines)")
+    opener.add_argument("--out", required=True, help="readable copy to create (must not exist)")
+    opener.add_argument("--format", choices=["markdown", "json"], default="markdown")
+    opener.add_argument("--passphrase-file", help="file whose first line is the key backup passphrase")
+    opener.add_argument(
+        "--key-backup", action="append", help="an older key backup (JSON) for earlier key versions"
+    )
+    opener.add_argument(
+        "--server-key", help="the server's receipt key (base64, GET /v1/consents/receipt-key) to require"
+    )
+    opener.set_defaults(func=cmd_export_open)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="confide", description="Confide clinical messaging backend")
@@ -374,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     create.set_defaults(func=cmd_admin_create)
     _audit_parser(sub)
+    _export_parser(sub)
     return parser
 
 

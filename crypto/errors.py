@@ -4,7 +4,9 @@ Every failure of this package is a :class:`CryptoError`. The tree is shallow on 
 
     CryptoError
     ├── FormatError               malformed bytes/JSON, unknown version, size limit exceeded
-    │   └── EnvelopeFormatError   ... of an envelope specifically
+    │   ├── EnvelopeFormatError   ... of an envelope specifically
+    │   └── ArchiveError          ... of a data-subject export archive, including one
+    │                             that is truncated or altered (digest, signature, counts)
     ├── InvalidKeyError           a public key that must never be used (zero, small order,
     │                             non-canonical) or a key of the wrong length
     ├── SignatureError            a signature that does not verify, is malleable, or was
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from crypto.public.wire import KeyRef
 
 __all__ = [
+    "ArchiveError",
     "BackupError",
     "ContextError",
     "CryptoError",
@@ -59,6 +62,14 @@ class FormatError(CryptoError):
 
 class EnvelopeFormatError(FormatError):
     """An envelope is malformed, of an unknown version, or exceeds a size limit."""
+
+
+class ArchiveError(FormatError):
+    """An export archive is malformed, truncated, altered, or of an unknown format.
+
+    Raised before anything in the archive is trusted: the digest, line count, record
+    counts and the server's signature over them must all hold.
+    """
 
 
 class InvalidKeyError(CryptoError):

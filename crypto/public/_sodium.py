@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import nacl.bindings
 import nacl.exceptions
+from nacl.bindings.crypto_generichash import Blake2State
 
 from crypto.errors import SignatureError
 
 __all__ = [
     "ED25519_ORDER",
+    "Blake2bStream",
     "blake2b",
     "constant_time_equal",
     "ed25519_is_valid_point",
     "ed25519_verify_strict",
+    "sha256",
     "sha512",
 ]
 
@@ -27,6 +30,34 @@ ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 def blake2b(data: bytes, *, size: int = 32, key: bytes = b"") -> bytes:
     """Return the BLAKE2b digest of ``data`` (libsodium ``crypto_generichash``)."""
     digest: bytes = nacl.bindings.crypto_generichash_blake2b_salt_personal(data, digest_size=size, key=key)
+    return digest
+
+
+class Blake2bStream:
+    """Incremental BLAKE2b-256 (libsodium ``crypto_generichash`` init/update/final).
+
+    Equal to :func:`blake2b` over the concatenation of everything passed to
+    :meth:`update`, without holding it: an export archive is hashed line by line.
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state: Blake2State = nacl.bindings.crypto_generichash_blake2b_init(digest_size=32)
+
+    def update(self, data: bytes) -> None:
+        """Absorb ``data``."""
+        nacl.bindings.crypto_generichash_blake2b_update(self._state, data)
+
+    def digest(self) -> bytes:
+        """The 32-byte digest of everything absorbed (call once)."""
+        digest: bytes = nacl.bindings.crypto_generichash_blake2b_final(self._state)
+        return digest
+
+
+def sha256(data: bytes) -> bytes:
+    """Return the SHA-256 digest of ``data`` (what consent receipts name statements by)."""
+    digest: bytes = nacl.bindings.crypto_hash_sha256(data)
     return digest
 
 
