@@ -25,6 +25,7 @@ from backend.subjects.schemas import (
     ConversationRecord,
     DisclosureRecord,
     EmergencyAccessRecord,
+    ErasureRequestRecord,
     InviteRecord,
     MemberRecord,
     MfaState,
@@ -149,6 +150,15 @@ def _consent_event(row: asyncpg.Record) -> ConsentEventRecord:
         recorded_at=row["recorded_at"],
         statement=_NULL if statement is None else msgspec.Raw(statement),
         receipt=_NULL if receipt is None else msgspec.Raw(receipt),
+    )
+
+
+def _erasure_request(row: asyncpg.Record) -> ErasureRequestRecord:
+    # jsonb arrives as its text form (no codec on the pool), one line, embedded as it is.
+    fields = dict(row)
+    return ErasureRequestRecord(
+        **fields
+        | {"deleted": msgspec.Raw(row["deleted"].encode()), "kept": msgspec.Raw(row["kept"].encode())}
     )
 
 
@@ -338,6 +348,14 @@ SECTION_ORDER: Final[dict[str, Section]] = {
         ORDER BY e.seq
         """,
         _plain(DisclosureRecord),
+    ),
+    "erasure_request": Section(
+        """
+        SELECT id, status, reason, filed_at, decided_by, decided_at, decision_reason, started_at,
+               completed_at, deleted, kept
+        FROM erasure_requests WHERE client_id = $1 AND org_id = $2 ORDER BY seq
+        """,
+        _erasure_request,
     ),
 }
 

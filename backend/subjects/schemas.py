@@ -22,6 +22,7 @@ __all__ = [
     "ConversationRecord",
     "DisclosureRecord",
     "EmergencyAccessRecord",
+    "ErasureRequestRecord",
     "InviteRecord",
     "MemberRecord",
     "MfaState",
@@ -189,3 +190,23 @@ class DisclosureRecord(_Line, frozen=True, kw_only=True, tag="disclosure"):
     consent_id: uuid.UUID | None
     entity_type: str | None
     entity_id: uuid.UUID | None
+
+
+class ErasureRequestRecord(_Line, frozen=True, kw_only=True, tag="erasure_request"):
+    """An erasure request (GDPR Art. 17) the subject filed, its decision and outcome.
+
+    ``deleted`` counts rows deleted per category; ``kept`` lists what was kept and why
+    (Art. 17(3)), as the erasure job recorded them.
+    """
+
+    id: uuid.UUID
+    status: str
+    reason: str | None
+    filed_at: dt.datetime
+    decided_by: uuid.UUID | None
+    decided_at: dt.datetime | None
+    decision_reason: str | None
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    deleted: msgspec.Raw
+    kept: msgspec.Raw

@@ -464,3 +464,44 @@ async def test_cli_opens_the_archive_with_a_passphrase_file(
         == 0
     )
     assert msgspec.json.decode(as_json_out.read_bytes())["summary"]["messages_opened"] == 2
+
+
+async def test_erasure_requests_are_listed_and_an_erased_account_cannot_export(
+    client: AsyncTestClient[Litestar], story: Story, db: asyncpg.Connection, clock: FrozenClock
+) -> None:
+    pat = story.clinic.client
+    request_id = uuid.uuid4()
+    await db.execute(
+        """
+        INSERT INTO erasure_requests (id, org_id, client_id, reason, receipt_digest, status, filed_at)
+        VALUES ($1, $2, $3, 'Please forget me.', $4, 'pending', $5)
+        """,
+        request_id,
+        story.org_id,
+        pat.id,
+        secrets.token_bytes(32),
+        clock.now(),
+    )
+    body = (await client.get("/v1/me/export", headers=pat.headers)).content
+    archive = read_archive(_lines(body))
+    (request,) = archive.records["erasure_request"]
+    assert request["id"] == str(request_id)
+    assert (request["status"], request["reason"], request["deleted"], request["kept"]) == (
+        "pending",
+        "Please forget me.",
+        {},
+        [],
+    )
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for line in _lines(body):
+        validator.validate(json.loads(line))
+    assert (
+        "erasure_request"
+        not in read_archive(
+            _lines((await client.get("/v1/me/export", headers=story.other.headers)).content)
+        ).records
+    )
+
+    await db.execute("UPDATE accounts SET status = 'erased' WHERE id = $1", pat.id)
+    refused = await client.get("/v1/me/export", headers=pat.headers)
+    assert refused.status_code == 401, "an erased account has no session any more"
