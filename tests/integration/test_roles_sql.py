@@ -7,11 +7,12 @@ under names unique to this test; migrations then run as the non-superuser owner 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from backend.app import create_app
+from backend.cli import main
 from backend.clock import FrozenClock
 from backend.db.embedded import EmbeddedPostgres
 from tests.conftest import ROOT, PgServer, make_settings, with_database
@@ -88,6 +90,26 @@ def _migrate(deployment: Deployment, *extra: str) -> subprocess.CompletedProcess
     return subprocess.run(
         [CONFIDE, "migrate", *extra], env=env, capture_output=True, text=True, timeout=120, check=False
     )
+
+
+Migrate = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def migrate(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Migrate:
+    """``confide migrate ARGS`` as the owner, in this process (off the event loop)."""
+
+    async def run(*extra: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("CONFIDE_ENVIRONMENT", "test")
+        monkeypatch.setenv("CONFIDE_DATABASE_URL", deployment.url_as(deployment.owner))
+        capsys.readouterr()
+        code = await asyncio.to_thread(main, ["migrate", *extra])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
 
 
 async def _admin(deployment: Deployment) -> asyncpg.Connection:
@@ -207,9 +229,9 @@ async def test_owner_migrates_and_the_app_role_gets_least_privilege(deployment: 
         "DROP TABLE audit_checkpoints",
     ],
 )
-async def test_the_app_role_is_refused(deployment: Deployment, statement: str) -> None:
-    migrated = _migrate(deployment, "--grant-app-role", deployment.app)
-    assert migrated.returncode == 0, migrated.stderr
+async def test_the_app_role_is_refused(deployment: Deployment, migrate: Migrate, statement: str) -> None:
+    code, _, err = await migrate("--grant-app-role", deployment.app)
+    assert code == 0, err
     conn = await asyncpg.connect(deployment.url_as(deployment.app))
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
@@ -218,17 +240,19 @@ async def test_the_app_role_is_refused(deployment: Deployment, statement: str) -
         await conn.close()
 
 
-async def test_the_service_is_ready_as_the_app_role(deployment: Deployment) -> None:
-    migrated = _migrate(deployment, "--grant-app-role", deployment.app)
-    assert migrated.returncode == 0, migrated.stderr
+async def test_the_service_is_ready_as_the_app_role(deployment: Deployment, migrate: Migrate) -> None:
+    code, out, err = await migrate("--grant-app-role", deployment.app)
+    assert code == 0, err
+    assert f"privileges granted to {deployment.app}" in out
     app = create_app(make_settings(), clock=FrozenClock(), database_url=deployment.url_as(deployment.app))
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1") as client:
         ready = await client.get("/health/ready")
     assert ready.status_code == 200, ready.text
 
 
-async def test_grant_failure_is_reported(deployment: Deployment) -> None:
+async def test_grant_failure_is_reported(migrate: Migrate) -> None:
     """A role that does not exist: migrations still apply, the command exits 1 and says why."""
-    migrated = _migrate(deployment, "--grant-app-role", "no_such_role_here")
-    assert migrated.returncode == 1
-    assert "granting 'no_such_role_here' failed" in migrated.stderr
+    code, out, err = await migrate("--grant-app-role", "no_such_role_here")
+    assert code == 1
+    assert "migrations applied:" in out
+    assert "granting 'no_such_role_here' failed" in err
