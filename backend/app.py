@@ -24,6 +24,7 @@ from backend.clock import Clock, SystemClock
 from backend.consent.controller import ConsentController, EmergencyAccessController
 from backend.db.database import resolve_database_url
 from backend.db.pool import create_pool
+from backend.erasure.controller import ErasureRequestsController, MyErasureRequestsController
 from backend.health.controller import BenchController, HealthController
 from backend.http.auth_middleware import AuthenticationMiddleware
 from backend.http.deps import dependencies
@@ -34,6 +35,8 @@ from backend.messaging.controller import ConversationsController
 from backend.notes.controller import NotesController
 from backend.realtime.controller import EventsController
 from backend.realtime.hub import Hub
+from backend.retention.controller import LegalHoldsController, RetentionController
+from backend.retention.scheduler import RetentionScheduler
 from backend.runtime import Runtime
 from backend.server_keys import ServerKeys
 from backend.settings import Settings, load_settings
@@ -53,6 +56,10 @@ ROUTE_HANDLERS = [
     DisclosuresController,
     ConsentController,
     EmergencyAccessController,
+    RetentionController,
+    LegalHoldsController,
+    MyErasureRequestsController,
+    ErasureRequestsController,
     ClientsController,
     ConversationsController,
     NotesController,
@@ -138,9 +145,15 @@ def create_app(
                 interval_s=settings.audit_integrate_interval_s,
             )
             integrator.start()
+        retention: RetentionScheduler | None = None
+        if settings.retention_scheduler:
+            retention = RetentionScheduler(runtime, dsn)
+            retention.start()
         try:
             yield
         finally:
+            if retention is not None:
+                await retention.stop()
             if integrator is not None:
                 await integrator.stop()
             await hub.stop()

@@ -298,6 +298,37 @@ def cmd_audit_witness(args: argparse.Namespace) -> int:
     return witness_once(http, log_key=log_key, witness=witness, state_path=Path(args.state), out=sys.stdout)
 
 
+def cmd_retention_run(args: argparse.Namespace) -> int:
+    """Delete what is past its retention period, in committed batches (``--dry-run``: count only)."""
+    from backend.retention.cli import run_command  # noqa: PLC0415 -- loads the service code only here
+
+    settings = _settings()
+    if args.batch_size is not None and not 1 <= args.batch_size <= 50_000:
+        print("confide: --batch-size must be between 1 and 50000", file=sys.stderr)
+        return 2
+    return run_command(settings, _database_url(settings), args)
+
+
+def _retention_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    retention = sub.add_parser("retention", help="retention of data (policies: GET /v1/retention/policies)")
+    commands = retention.add_subparsers(dest="retention_command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="delete what is past its retention period, in batches (one run at a time)",
+        description=(
+            "Counts every category, then deletes in batches that each commit with an audit event; "
+            "stopped at any point, the next run finishes the work. Progress goes to standard error, "
+            "the summary table to standard output. Exit status 1 when another run is in progress."
+        ),
+    )
+    run.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    run.add_argument(
+        "--batch-size", type=int, help="rows per committed batch (default: CONFIDE_RETENTION_BATCH_SIZE)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(func=cmd_retention_run)
+
+
 def _audit_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = sub.add_parser("audit", help="the verifiable audit log").add_subparsers(
         dest="audit_command", required=True
@@ -409,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.set_defaults(func=cmd_migrate)
     sub.add_parser("openapi", help="print the OpenAPI document").set_defaults(func=cmd_openapi)
+    _retention_parser(sub)
 
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
     create = admin.add_parser("create", help="create an organization's first admin")

@@ -155,6 +155,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     audit_integrate_batch: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 5_000
     """Most audit events moved into the log per batch (one transaction, one signed checkpoint)."""
 
+    retention_scheduler: bool = False
+    """Run the retention job on a schedule in this process (one instance at a time runs it)."""
+    retention_interval_s: Annotated[int, msgspec.Meta(ge=1, le=2_678_400)] = 86_400
+    """Time from the start of one scheduled retention run to the next."""
+    retention_batch_size: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 5_000
+    """Rows (message threads, sessions, ...) deleted per committed retention batch."""
+    retention_floor_days: Annotated[int, msgspec.Meta(ge=1, le=36_500)] = 7
+    """No retention period may be set below this many days."""
+    retention_records_floor_days: Annotated[int, msgspec.Meta(ge=1, le=36_500)] = 2_192
+    """Floor for clinical notes and consent records (6 years by default)."""
+    retention_audit_floor_days: Annotated[int, msgspec.Meta(ge=2_192, le=36_500)] = 2_192
+    """Floor for the audit log; never under HIPAA's 6 years (2,192 days)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """Log level."""
     log_format: Literal["json", "console"] = "json"

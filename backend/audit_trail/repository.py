@@ -22,6 +22,7 @@ __all__ = [
     "LogLeafRow",
     "PendingRow",
     "PendingStatus",
+    "PruneBatch",
     "TreeState",
     "checkpoint",
     "cosignatures",
@@ -35,6 +36,7 @@ __all__ = [
     "lock_tree_state",
     "log_leaves",
     "pending_status",
+    "prune_batch",
     "take_pending",
     "tree_state",
     "update_tree_state",
@@ -276,30 +278,75 @@ class LeafRow(msgspec.Struct, frozen=True):
     leaf_hash: bytes
 
 
+class PruneBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """One pruning batch: the organization of each pruned event, and the last sequence seen."""
+
+    orgs: list[uuid.UUID | None]
+    last_seq: int
+
+
+# Integrated events with their leaf bytes, past their cutoff and not covered by a legal
+# hold (the client named as subject or agent, or a held conversation as entity). $1: the
+# keyset position, $2: a global bound, $3/$4: optional per-organization cutoffs (an event
+# whose organization has none is never pruned), $5: the batch size.
+_PRUNABLE = """
+    SELECT e.seq, e.org_id FROM audit_events e
+    JOIN audit_log l ON l.event_seq = e.seq
+    CROSS JOIN (SELECT ARRAY(SELECT account_id FROM held_accounts) AS accounts,
+                       ARRAY(SELECT conversation_id FROM held_conversations) AS conversations) held
+    WHERE e.seq > $1 AND e.leaf IS NOT NULL AND e.recorded_at < $2
+      AND ($3::uuid[] IS NULL OR e.recorded_at < ($4::timestamptz[])[array_position($3::uuid[], e.org_id)])
+      AND NOT coalesce(e.subject_id = ANY (held.accounts), false)
+      AND NOT coalesce(e.agent_account_id = ANY (held.accounts), false)
+      AND NOT coalesce(e.entity_id = ANY (held.conversations), false)
+    ORDER BY e.seq LIMIT $5
+"""
+
+
+async def prune_batch(
+    conn: asyncpg.Connection,
+    *,
+    now: dt.datetime,
+    limit: int,
+    after_seq: int = 0,
+    before: dt.datetime | None = None,
+    org_cutoffs: tuple[Sequence[uuid.UUID | None], Sequence[dt.datetime]] | None = None,
+    dry_run: bool = False,
+) -> PruneBatch:
+    """Remove the leaf bytes of up to ``limit`` prunable events after ``after_seq``.
+
+    Prunable: integrated, recorded before ``before`` and before its organization's cutoff
+    in ``org_cutoffs`` when given, and not covered by a legal hold. Their hashes stay in
+    ``audit_log``. With ``dry_run`` nothing changes and the batch says what would.
+    """
+    orgs, cuts = (list(org_cutoffs[0]), list(org_cutoffs[1])) if org_cutoffs is not None else (None, None)
+    args = (after_seq, before if before is not None else now, orgs, cuts, limit)
+    if dry_run:
+        rows = await conn.fetch(_PRUNABLE, *args)
+    else:
+        rows = await conn.fetch(
+            f"""
+            WITH due AS ({_PRUNABLE} FOR UPDATE OF e SKIP LOCKED)
+            UPDATE audit_events e SET leaf = NULL, pruned_at = $6
+            FROM due WHERE e.seq = due.seq
+            RETURNING e.seq, e.org_id
+            """,  # noqa: S608 -- a fixed subquery
+            *args,
+            now,
+        )
+    seqs = [int(r["seq"]) for r in rows]
+    return PruneBatch(orgs=[r["org_id"] for r in rows], last_seq=max(seqs, default=after_seq))
+
+
 async def prune_before(
     conn: asyncpg.Connection, before: dt.datetime, now: dt.datetime, limit: int
 ) -> list[uuid.UUID | None]:
     """Remove the leaf bytes of up to ``limit`` integrated events recorded before ``before``.
 
-    Their hashes stay in ``audit_log``; returns the organizations of the pruned events.
+    Their hashes stay in ``audit_log``; events a legal hold covers are kept. Returns the
+    organizations of the pruned events.
     """
-    rows = await conn.fetch(
-        """
-        WITH due AS (
-            SELECT e.seq FROM audit_events e JOIN audit_log l ON l.event_seq = e.seq
-            WHERE e.recorded_at < $1 AND e.leaf IS NOT NULL
-            ORDER BY e.seq LIMIT $3
-            FOR UPDATE OF e SKIP LOCKED
-        )
-        UPDATE audit_events e SET leaf = NULL, pruned_at = $2
-        FROM due WHERE e.seq = due.seq
-        RETURNING e.org_id
-        """,
-        before,
-        now,
-        limit,
-    )
-    return [r["org_id"] for r in rows]
+    return (await prune_batch(conn, now=now, limit=limit, before=before)).orgs
 
 
 async def leaf_at(conn: asyncpg.Connection, index: int) -> LeafRow | None:

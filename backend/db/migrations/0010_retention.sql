@@ -205,11 +205,13 @@ CREATE TABLE retention_run_counts (
     CONSTRAINT retention_run_counts_key UNIQUE NULLS NOT DISTINCT (run_id, org_id, category)
 );
 
--- One row per committed batch: what its audit event (entity retention_batch) refers to.
+-- One row per committed batch and organization: what its audit event (entity
+-- retention_batch, in that organization's trail) refers to, with the count.
 CREATE TABLE retention_batches (
     id           uuid PRIMARY KEY,
     run_id       uuid REFERENCES retention_runs (id),
     erasure_id   uuid,
+    org_id       uuid,
     category     text NOT NULL CHECK (category ~ '^[a-z][a-z_]{1,31}$'),
     deleted      bigint NOT NULL CHECK (deleted >= 0),
     committed_at timestamptz NOT NULL,
@@ -217,18 +219,40 @@ CREATE TABLE retention_batches (
 );
 CREATE INDEX retention_batches_run_idx ON retention_batches (run_id);
 
-CREATE FUNCTION retention_batches_append_only() RETURNS trigger
+-- Every change of a policy, old and new values: what its audit event
+-- (retention.policy_update, entity retention_policy_change) refers to.
+CREATE TABLE retention_policy_changes (
+    id              uuid PRIMARY KEY,
+    org_id          uuid NOT NULL REFERENCES organizations (id),
+    category        text NOT NULL,
+    old_period_days integer NOT NULL,
+    new_period_days integer NOT NULL,
+    old_legal_basis text NOT NULL,
+    new_legal_basis text NOT NULL,
+    changed_by      uuid NOT NULL,
+    changed_at      timestamptz NOT NULL,
+    FOREIGN KEY (org_id, changed_by) REFERENCES accounts (org_id, id)
+);
+CREATE INDEX retention_policy_changes_org_idx ON retention_policy_changes (org_id, changed_at);
+
+CREATE FUNCTION retention_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    RAISE EXCEPTION 'retention_batches is append-only: % refused', TG_OP
+    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END $$;
 CREATE TRIGGER retention_batches_no_update_delete BEFORE UPDATE OR DELETE ON retention_batches
-    FOR EACH ROW EXECUTE FUNCTION retention_batches_append_only();
+    FOR EACH ROW EXECUTE FUNCTION retention_append_only();
 CREATE TRIGGER retention_batches_no_truncate BEFORE TRUNCATE ON retention_batches
-    FOR EACH STATEMENT EXECUTE FUNCTION retention_batches_append_only();
+    FOR EACH STATEMENT EXECUTE FUNCTION retention_append_only();
+CREATE TRIGGER retention_policy_changes_no_update_delete BEFORE UPDATE OR DELETE ON retention_policy_changes
+    FOR EACH ROW EXECUTE FUNCTION retention_append_only();
+CREATE TRIGGER retention_policy_changes_no_truncate BEFORE TRUNCATE ON retention_policy_changes
+    FOR EACH STATEMENT EXECUTE FUNCTION retention_append_only();
 ALTER TABLE retention_batches ENABLE ALWAYS TRIGGER retention_batches_no_update_delete;
 ALTER TABLE retention_batches ENABLE ALWAYS TRIGGER retention_batches_no_truncate;
+ALTER TABLE retention_policy_changes ENABLE ALWAYS TRIGGER retention_policy_changes_no_update_delete;
+ALTER TABLE retention_policy_changes ENABLE ALWAYS TRIGGER retention_policy_changes_no_truncate;
 
 -- ------------------------------------------------------------------ erasure
 CREATE TABLE erasure_requests (
@@ -793,7 +817,7 @@ INSERT INTO app_role_grants (table_name, privileges)
 SELECT t, 'SELECT, INSERT' FROM unnest(ARRAY[
     'audit_events', 'audit_log', 'audit_tree_node', 'audit_checkpoints', 'audit_cosignatures',
     'consent_events', 'messages', 'notes', 'note_envelopes', 'attachments', 'attachment_chunks',
-    'retention_batches'
+    'retention_batches', 'retention_policy_changes'
 ]) AS t
 UNION ALL
 SELECT t, 'SELECT, INSERT, UPDATE, DELETE' FROM unnest(ARRAY[
