@@ -33,7 +33,8 @@ class LoginAccount(msgspec.Struct, frozen=True, kw_only=True):
     email: str
     role: str
     status: str
-    password_hash: str
+    password_hash: str | None
+    """None once the account is erased (it can never log in again)."""
     totp_secret_sealed: bytes | None
     totp_pending_sealed: bytes | None
     totp_last_step: int | None

@@ -242,6 +242,8 @@ async def test_erasure_end_to_end(
     assert row["email"].endswith("@erased.invalid")
     assert row["password_hash"] is None
     assert row["erased_at"] is not None
+    pseudonym = Account(patient.id, row["email"], CLIENT_PASSWORD, "client", patient.org_slug)
+    assert (await login(client, pseudonym)).status_code == 401, "the pseudonym is no login either"
     for table, column in (
         ("messages", "conversation_id"),
         ("attachments", "conversation_id"),
