@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import hashlib
+import io
 import json
 import secrets
 import uuid
@@ -30,7 +32,16 @@ from backend.errors import ThrottledError
 from backend.runtime import Runtime
 from backend.subjects import open_export as start_export
 from backend.subjects import repository as export_repo
-from crypto.client import create_key_backup, generate_identity, rotate_identity, share_envelope
+from crypto.client import (
+    InnerPayload,
+    create_key_backup,
+    decrypt_attachment,
+    encrypt_attachment,
+    generate_identity,
+    rotate_identity,
+    seal_envelope,
+    share_envelope,
+)
 from crypto.client.export import open_export, read_archive, unlock_keys
 from crypto.client.export_render import render_json
 from crypto.client.keys import IdentityKeys
@@ -111,7 +122,32 @@ async def story(
     await _conversation(client, doc, pat, direct)
     await _conversation(client, doc, other, elsewhere)
     pair = [doc_keys.bundle, pat_keys.bundle]
-    await _send(client, doc, direct, seal(doc_keys, direct, f"{mark}-hello", pair))
+    attachment_id, blob = uuid.uuid4(), io.BytesIO()
+    key = encrypt_attachment(
+        io.BytesIO(f"{mark}-lab-results".encode()), blob, attachment_id=attachment_id, media_type="text/plain"
+    )
+    uploaded = await client.post(
+        f"/v1/conversations/{direct}/attachments",
+        params={"id": str(attachment_id)},
+        content=blob.getvalue(),
+        headers={
+            **doc.headers,
+            "Content-Type": "application/octet-stream",
+            "X-Content-BLAKE2b": hashlib.blake2b(blob.getvalue(), digest_size=32).hexdigest(),
+        },
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    hello = seal_envelope(
+        doc_keys,
+        kind=EnvelopeKind.MESSAGE,
+        context_id=direct,
+        item_id=uuid.uuid4(),
+        payload=InnerPayload(
+            version=1, content_type="text/plain", body=f"{mark}-hello".encode(), attachments=(key,)
+        ),
+        recipients=pair,
+    )
+    await _send(client, doc, direct, hello)
     await _send(client, pat, direct, seal(pat_keys, direct, f"{mark}-reply", pair))
     await _send(
         client,
@@ -199,6 +235,11 @@ async def test_export_holds_everything_sealed_and_opens_on_the_device(
     keys = unlock_keys(archive, PASSPHRASE)
     opened = open_export(archive, keys)
     assert [m.text for m in opened.messages] == [f"{story.mark}-hello", f"{story.mark}-reply"]
+    (attachment,) = by_type["attachment"]
+    (key,) = opened.messages[0].attachments
+    assert attachment["id"] == str(key.attachment_id)
+    blob = await client.get(attachment["download"], headers=pat.headers)
+    assert b"".join(decrypt_attachment([blob.content], key)) == f"{story.mark}-lab-results".encode()
     assert [n.text for n in opened.notes] == [f"{story.mark}-note"]
     assert opened.summary == {
         "messages_opened": 2,
