@@ -435,3 +435,58 @@ async def snapshot(db: asyncpg.Connection) -> dict[str, set[str]]:
     for name, sql in DATA_TABLES.items():
         found[name] = {str(r[0]) for r in await db.fetch(sql)}
     return found
+
+
+async def bulk_messages(
+    db: asyncpg.Connection,
+    org: SeedOrg,
+    conversation_id: uuid.UUID,
+    sender: uuid.UUID,
+    recipients: list[uuid.UUID],
+    count: int,
+    newest: dt.datetime,
+    *,
+    envelope_bytes: int = 96,
+) -> None:
+    """``count`` messages (one second apart, the newest at ``newest``) with their recipient rows."""
+    await db.execute(
+        """
+        INSERT INTO messages (id, conversation_id, org_id, sender_id, sender_key_version, kind, envelope,
+                              envelope_sha256, created_at)
+        SELECT gen_random_uuid(), $1, $2, $3, 1, 'message', e, sha256(e),
+               $4::timestamptz - make_interval(secs => g)
+        FROM generate_series(1, $5) AS g, LATERAL (SELECT decode(repeat('ab', $6), 'hex') AS e) AS body
+        """,
+        conversation_id,
+        org.id,
+        sender,
+        newest,
+        count,
+        envelope_bytes,
+    )
+    with_conversation = "conversation_id" in await _recipient_columns(db)
+    for recipient in recipients:
+        if with_conversation:
+            await db.execute(
+                """
+                INSERT INTO message_recipients (message_seq, account_id, conversation_id)
+                SELECT m.seq, $2, $1 FROM messages m
+                WHERE m.conversation_id = $1
+                  AND NOT EXISTS (SELECT 1 FROM message_recipients r
+                                  WHERE r.message_seq = m.seq AND r.account_id = $2)
+                """,
+                conversation_id,
+                recipient,
+            )
+        else:
+            await db.execute(
+                """
+                INSERT INTO message_recipients (message_seq, account_id)
+                SELECT m.seq, $2 FROM messages m
+                WHERE m.conversation_id = $1
+                  AND NOT EXISTS (SELECT 1 FROM message_recipients r
+                                  WHERE r.message_seq = m.seq AND r.account_id = $2)
+                """,
+                conversation_id,
+                recipient,
+            )
