@@ -18,6 +18,7 @@ from tests.bench import (
     bench_http,
     bench_messaging,
     bench_policy,
+    bench_retention,
 )
 from tests.bench.machine import describe
 
@@ -76,6 +77,7 @@ def main() -> int:
         bench_messaging.markdown(bench_messaging.run()),
         _audit_section(),
         bench_audit_http.markdown(bench_audit_http.run()),
+        bench_retention.markdown(bench_retention.run()),
     ]
     header = [
         "# Benchmarks",
