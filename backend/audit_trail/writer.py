@@ -30,12 +30,15 @@ from audit.leaf import AuditEvent as LeafEvent
 
 __all__ = [
     "ANONYMOUS_ROLE",
+    "EVENT_PARAMETERS",
     "Action",
     "AuditContext",
     "AuditEvent",
     "NotInTransactionError",
     "Outcome",
     "build_leaf",
+    "event_parameters",
+    "event_statement",
     "record",
 ]
 
@@ -92,36 +95,38 @@ class NotInTransactionError(RuntimeError):
     """An audit event must be written inside the transaction of its action."""
 
 
-_INSERT = """
-INSERT INTO audit_events (
-    event_id, recorded_at, org_id, action, event_type, outcome, outcome_reason,
-    agent_account_id, agent_role, agent_address_digest, source_instance,
-    entity_type, entity_id, subject_id, purpose_of_use, request_id, consent_id, leaf
-) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-"""
-
-_INSERT_ADDRESS = "INSERT INTO audit_addresses (event_id, address, recorded_at) VALUES ($1, $2, $3)"
+_COLUMNS = (
+    "event_id, recorded_at, org_id, action, event_type, outcome, outcome_reason, "
+    "agent_account_id, agent_role, agent_address_digest, source_instance, "
+    "entity_type, entity_id, subject_id, purpose_of_use, request_id, consent_id, leaf"
+)
+#: How many parameters :func:`event_statement` takes (:func:`event_parameters` gives them).
+EVENT_PARAMETERS = 19
 
 
-async def record(
-    conn: asyncpg.Connection,
-    event: AuditEvent,
-    context: AuditContext,
-    at: dt.datetime,
-) -> uuid.UUID:
-    """Insert ``event`` with its leaf bytes; refuses to run outside a transaction.
+def event_statement(first: int) -> str:
+    """The CTEs ``audit_event`` and ``audit_address``, parameters numbered from ``first``.
 
-    Raises:
-        NotInTransactionError: Called outside a transaction.
-        audit.errors.AuditFormatError: The event cannot be a leaf (an unknown purpose
-            code, an oversized field): the action fails with it.
+    They write one event and its raw address; other statements embed them so that an
+    action and its event are one round trip.
     """
-    if not conn.is_in_transaction():
-        raise NotInTransactionError
+    p = [f"${first + i}" for i in range(EVENT_PARAMETERS)]
+    return f"""
+    audit_event AS (
+        INSERT INTO audit_events ({_COLUMNS}) VALUES ({", ".join(p[:18])}) RETURNING event_id
+    ), audit_address AS (
+        INSERT INTO audit_addresses (event_id, address, recorded_at)
+        SELECT event_id, {p[18]}::inet, {p[1]}::timestamptz FROM audit_event WHERE {p[18]}::inet IS NOT NULL
+    )"""  # noqa: S608 -- fixed columns and numbered parameters
+
+
+def event_parameters(
+    event: AuditEvent, context: AuditContext, at: dt.datetime
+) -> tuple[uuid.UUID, tuple[object, ...]]:
+    """A new event id and the parameters of :func:`event_statement` for ``event``."""
     event_id = uuid.uuid4()
     leaf = build_leaf(event_id, event, context, at)
-    await conn.execute(
-        _INSERT,
+    return event_id, (
         event_id,
         at,
         event.org_id,
@@ -140,10 +145,32 @@ async def record(
         context.request_id,
         event.consent_id,
         leaf,
+        _parse_address(context.address),
     )
-    address = _parse_address(context.address)
-    if address is not None:
-        await conn.execute(_INSERT_ADDRESS, event_id, address, at)
+
+
+_INSERT = "WITH " + event_statement(1) + " SELECT 1"
+
+
+async def record(
+    conn: asyncpg.Connection,
+    event: AuditEvent,
+    context: AuditContext,
+    at: dt.datetime,
+) -> uuid.UUID:
+    """Insert ``event`` with its leaf bytes (its raw address apart) in one statement.
+
+    Refuses to run outside a transaction.
+
+    Raises:
+        NotInTransactionError: Called outside a transaction.
+        audit.errors.AuditFormatError: The event cannot be a leaf (an unknown purpose
+            code, an oversized field): the action fails with it.
+    """
+    if not conn.is_in_transaction():
+        raise NotInTransactionError
+    event_id, parameters = event_parameters(event, context, at)
+    await conn.execute(_INSERT, *parameters)
     return event_id
 
 

@@ -11,11 +11,15 @@ import msgspec
 from backend.policy import ConsentFact, EmergencyFact
 
 __all__ = [
+    "CONSENT_FACTS_SQL",
+    "EMERGENCY_FACTS_SQL",
     "ConsentEventRow",
     "ConsentRow",
     "EmergencyRow",
     "account_role",
+    "consent_facts",
     "due_for_expiry",
+    "emergency_facts",
     "end_consent",
     "get_consent",
     "get_emergency",
@@ -25,6 +29,7 @@ __all__ = [
     "list_consents",
     "list_emergencies",
     "list_events",
+    "load_actor_facts",
     "load_facts",
 ]
 
@@ -241,67 +246,68 @@ async def due_for_expiry(conn: asyncpg.Connection, now: dt.datetime, limit: int)
     return [msgspec.convert(dict(r), ConsentRow) for r in rows]
 
 
-async def treats(conn: asyncpg.Connection, clinician_id: uuid.UUID, client_id: uuid.UUID) -> bool:
-    """Whether a care relationship links the clinician to the client."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM care_relationships WHERE clinician_id = $1 AND client_id = $2", clinician_id, client_id
-    )
-    return found is not None
+#: The policy's view of a client's consents and break-glass openings, as row expressions
+#: (``c`` is the client id); other queries embed them to load the facts in the same round trip.
+CONSENT_FACTS_SQL = """
+    ARRAY(SELECT ROW(k.consent_id, k.grantee_type, k.grantee_id, k.scopes, k.valid_from, k.valid_until,
+                     k.status)
+          FROM consents k WHERE k.client_id = {c} AND k.status = 'active')
+"""
+EMERGENCY_FACTS_SQL = """
+    ARRAY(SELECT ROW(e.id, e.clinician_id, e.expires_at, e.closed_at IS NOT NULL)
+          FROM emergency_access e WHERE e.client_id = {c} AND e.closed_at IS NULL)
+"""
 
 
-async def treating(
-    conn: asyncpg.Connection, client_id: uuid.UUID, clinician_ids: list[uuid.UUID]
-) -> set[uuid.UUID]:
-    """Which of these clinicians have a care relationship with the client (one query)."""
-    rows = await conn.fetch(
-        "SELECT clinician_id FROM care_relationships WHERE client_id = $1 AND clinician_id = ANY($2::uuid[])",
-        client_id,
-        clinician_ids,
-    )
-    return {r["clinician_id"] for r in rows}
+def consent_facts(rows: list[tuple[object, ...]]) -> list[ConsentFact]:
+    """Facts from the rows of :data:`CONSENT_FACTS_SQL`."""
+    return [
+        ConsentFact(
+            consent_id=r[0],  # type: ignore[arg-type]
+            grantee_type=r[1],  # type: ignore[arg-type]
+            grantee_id=r[2],  # type: ignore[arg-type]
+            scopes=frozenset(r[3]),  # type: ignore[call-overload]
+            valid_from=r[4],  # type: ignore[arg-type]
+            valid_until=r[5],  # type: ignore[arg-type]
+            status=r[6],  # type: ignore[arg-type]
+        )
+        for r in rows
+    ]
+
+
+def emergency_facts(rows: list[tuple[object, ...]]) -> list[EmergencyFact]:
+    """Facts from the rows of :data:`EMERGENCY_FACTS_SQL`."""
+    return [
+        EmergencyFact(access_id=r[0], clinician_id=r[1], expires_at=r[2], closed=r[3])  # type: ignore[arg-type]
+        for r in rows
+    ]
+
+
+_LOAD_FACTS = f"""
+    SELECT {CONSENT_FACTS_SQL.format(c="$1")} AS consents, {EMERGENCY_FACTS_SQL.format(c="$1")} AS emergencies
+"""
 
 
 async def load_facts(
     conn: asyncpg.Connection, client_id: uuid.UUID
 ) -> tuple[list[ConsentFact], list[EmergencyFact]]:
     """Everything the policy needs about one client's consents and break-glass openings."""
-    consents = await conn.fetch(
-        """
-        SELECT consent_id, grantee_type, grantee_id, scopes, valid_from, valid_until, status
-        FROM consents WHERE client_id = $1 AND status = 'active'
-        """,
-        client_id,
-    )
-    openings = await conn.fetch(
-        """
-        SELECT id, clinician_id, expires_at, closed_at IS NOT NULL AS closed
-        FROM emergency_access WHERE client_id = $1 AND closed_at IS NULL
-        """,
-        client_id,
-    )
-    return (
-        [
-            ConsentFact(
-                consent_id=r["consent_id"],
-                grantee_type=r["grantee_type"],
-                grantee_id=r["grantee_id"],
-                scopes=frozenset(r["scopes"]),
-                valid_from=r["valid_from"],
-                valid_until=r["valid_until"],
-                status=r["status"],
-            )
-            for r in consents
-        ],
-        [
-            EmergencyFact(
-                access_id=r["id"],
-                clinician_id=r["clinician_id"],
-                expires_at=r["expires_at"],
-                closed=r["closed"],
-            )
-            for r in openings
-        ],
-    )
+    (row,) = await conn.fetch(_LOAD_FACTS, client_id)
+    return consent_facts(row["consents"]), emergency_facts(row["emergencies"])
+
+
+_LOAD_ACTOR_FACTS = f"""
+    {_LOAD_FACTS},
+    EXISTS (SELECT 1 FROM care_relationships WHERE clinician_id = $2 AND client_id = $1) AS treats
+"""  # noqa: S608 -- fixed text
+
+
+async def load_actor_facts(
+    conn: asyncpg.Connection, client_id: uuid.UUID, actor_id: uuid.UUID
+) -> tuple[list[ConsentFact], list[EmergencyFact], bool]:
+    """:func:`load_facts` and whether ``actor_id`` treats the client, in one round trip."""
+    (row,) = await conn.fetch(_LOAD_ACTOR_FACTS, client_id, actor_id)
+    return consent_facts(row["consents"]), emergency_facts(row["emergencies"]), bool(row["treats"])
 
 
 _INSERT_EMERGENCY = f"""

@@ -386,8 +386,7 @@ async def load_client_facts(
     conn: asyncpg.Connection, actor_id: uuid.UUID, client_id: uuid.UUID, now: dt.datetime
 ) -> Facts:
     """What the policy needs to decide on ``actor_id``'s access to one client's data."""
-    consents, emergencies = await repo.load_facts(conn, client_id)
-    treats = await repo.treats(conn, actor_id, client_id)
+    consents, emergencies, treats = await repo.load_actor_facts(conn, client_id, actor_id)
     return Facts(now=now, treats=treats, consents=tuple(consents), emergencies=tuple(emergencies))
 
 

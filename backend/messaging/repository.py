@@ -8,22 +8,30 @@ import uuid
 import asyncpg
 import msgspec
 
+from backend.audit_trail.writer import EVENT_PARAMETERS, event_statement
+from backend.consent.repository import CONSENT_FACTS_SQL, EMERGENCY_FACTS_SQL, consent_facts, emergency_facts
+from backend.policy import ConsentFact, EmergencyFact
+from backend.realtime.outbox import outbox_statement
+
 __all__ = [
+    "ConversationContext",
     "ConversationRow",
     "MemberRow",
     "MessageRow",
+    "NewMessage",
+    "StoredMessage",
     "add_member",
-    "get_conversation",
     "get_message",
     "insert_conversation",
-    "insert_message",
     "joined_at",
     "list_conversations",
     "list_members",
+    "load_context",
     "mark_delivered",
     "mark_read",
     "page_messages",
     "set_member_status",
+    "store_message",
 ]
 
 
@@ -62,13 +70,96 @@ class MessageRow(msgspec.Struct, frozen=True, kw_only=True):
     created_at: dt.datetime
 
 
-async def get_conversation(conn: asyncpg.Connection, conversation_id: uuid.UUID) -> ConversationRow | None:
-    """One conversation."""
-    row = await conn.fetchrow(
-        "SELECT id, org_id, kind, client_id, created_by, created_at FROM conversations WHERE id = $1",
-        conversation_id,
+class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """What an idempotent retry needs of a stored message."""
+
+    seq: int
+    conversation_id: uuid.UUID
+    envelope_sha256: bytes
+    created_at: dt.datetime
+
+
+class ConversationContext(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation with everything a decision about it needs, loaded in one round trip."""
+
+    conversation: ConversationRow
+    members: list[MemberRow]
+    #: The client's active consents and open break-glass accesses (client conversations).
+    consents: list[ConsentFact]
+    emergencies: list[EmergencyFact]
+    #: Which of the members and the caller have a care relationship with the client.
+    treating: frozenset[uuid.UUID]
+    #: Current, unrevoked key bundles of the active members (only when asked for).
+    bundles: dict[uuid.UUID, bytes]
+    #: The message stored under the id asked about, if any.
+    existing: StoredMessage | None
+
+
+_CONTEXT = f"""
+    SELECT c.id, c.org_id, c.kind, c.client_id, c.created_by, c.created_at,
+        ARRAY(SELECT ROW(m.account_id, a.role, a.display_name, m.status, m.pseudonym)
+              FROM conversation_members m JOIN accounts a ON a.id = m.account_id
+              WHERE m.conversation_id = c.id ORDER BY m.added_at, m.account_id) AS members,
+        ARRAY(SELECT r.clinician_id FROM care_relationships r
+              WHERE r.client_id = c.client_id
+                AND (r.clinician_id = $2 OR r.clinician_id IN (
+                    SELECT account_id FROM conversation_members WHERE conversation_id = c.id))) AS treating,
+        ARRAY(SELECT ROW(b.account_id, b.bundle) FROM (
+                  SELECT DISTINCT ON (k.account_id) k.account_id, k.bundle, k.revoked_at
+                  FROM key_bundles k
+                  WHERE $4 AND k.account_id IN (SELECT account_id FROM conversation_members
+                                                WHERE conversation_id = c.id AND status = 'active')
+                  ORDER BY k.account_id, k.key_version DESC) b
+              WHERE b.revoked_at IS NULL) AS bundles,
+        (SELECT ROW(x.seq, x.conversation_id, x.envelope_sha256, x.created_at)
+         FROM messages x WHERE x.id = $3) AS existing,
+        {CONSENT_FACTS_SQL.format(c="c.client_id")} AS consents,
+        {EMERGENCY_FACTS_SQL.format(c="c.client_id")} AS emergencies
+    FROM conversations c WHERE c.id = $1
+"""  # noqa: S608 -- fixed text
+
+
+async def load_context(
+    conn: asyncpg.Connection,
+    conversation_id: uuid.UUID,
+    caller_id: uuid.UUID,
+    *,
+    message_id: uuid.UUID | None = None,
+    bundles: bool = False,
+) -> ConversationContext | None:
+    """A conversation and what decisions about it need, in one statement.
+
+    Its members, the client's consent facts, the care relationships of the members and
+    the caller, optionally the members' current key bundles and a stored message; None
+    when there is no such conversation.
+    """
+    row = await conn.fetchrow(_CONTEXT, conversation_id, caller_id, message_id, bundles)
+    if row is None:
+        return None
+    existing = row["existing"]
+    return ConversationContext(
+        conversation=ConversationRow(
+            id=row["id"],
+            org_id=row["org_id"],
+            kind=row["kind"],
+            client_id=row["client_id"],
+            created_by=row["created_by"],
+            created_at=row["created_at"],
+        ),
+        members=[
+            MemberRow(account_id=m[0], role=m[1], display_name=m[2], status=m[3], pseudonym=m[4])
+            for m in row["members"]
+        ],
+        consents=consent_facts(row["consents"]),
+        emergencies=emergency_facts(row["emergencies"]),
+        treating=frozenset(row["treating"]),
+        bundles={b[0]: b[1] for b in row["bundles"]},
+        existing=None
+        if existing is None
+        else StoredMessage(
+            seq=existing[0], conversation_id=existing[1], envelope_sha256=existing[2], created_at=existing[3]
+        ),
     )
-    return None if row is None else msgspec.convert(dict(row), ConversationRow)
 
 
 async def insert_conversation(conn: asyncpg.Connection, row: ConversationRow) -> bool:
@@ -200,51 +291,86 @@ async def get_message(conn: asyncpg.Connection, message_id: uuid.UUID) -> Messag
     return None if row is None else msgspec.convert(dict(row), MessageRow)
 
 
-async def insert_message(
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A verified message to store."""
+
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    org_id: uuid.UUID
+    sender_id: uuid.UUID
+    sender_key_version: int
+    kind: str
+    references_id: uuid.UUID | None
+    envelope: bytes
+    envelope_sha256: bytes
+    created_at: dt.datetime
+
+
+_STORE = f"""
+    WITH message AS (
+        INSERT INTO messages (id, conversation_id, org_id, sender_id, sender_key_version, kind,
+                              references_id, envelope, envelope_sha256, created_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        RETURNING seq, conversation_id
+    ), recipients AS (
+        INSERT INTO message_recipients (message_seq, conversation_id, account_id, delivered_at)
+        SELECT message.seq, message.conversation_id, a, CASE WHEN a = $4 THEN $10::timestamptz END
+        FROM message, unnest($11::uuid[]) AS a
+    ), {event_statement(12)}, {outbox_statement(12 + EVENT_PARAMETERS)}
+    SELECT message.seq, (SELECT count(*) FROM outbox_notify) FROM message
+"""  # noqa: S608 -- fixed columns and numbered parameters
+
+
+async def store_message(
     conn: asyncpg.Connection,
-    *,
-    message_id: uuid.UUID,
-    conversation_id: uuid.UUID,
-    org_id: uuid.UUID,
-    sender_id: uuid.UUID,
-    sender_key_version: int,
-    kind: str,
-    references_id: uuid.UUID | None,
-    envelope: bytes,
-    envelope_sha256: bytes,
+    message: NewMessage,
     recipients: list[uuid.UUID],
-    now: dt.datetime,
-) -> int | None:
-    """Store a message and who may fetch it; None when the id exists already."""
-    # The message and who may fetch it, in one statement (one round trip).
-    seq: int | None = await conn.fetchval(
-        """
-        WITH m AS (
-            INSERT INTO messages (id, conversation_id, org_id, sender_id, sender_key_version, kind,
-                                  references_id, envelope, envelope_sha256, created_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-            ON CONFLICT (id) DO NOTHING
-            RETURNING seq
-        ), r AS (
-            INSERT INTO message_recipients (message_seq, account_id, delivered_at)
-            SELECT m.seq, a, CASE WHEN a = $4 THEN $10::timestamptz END
-            FROM m, unnest($11::uuid[]) AS a
-        )
-        SELECT seq FROM m
-        """,
-        message_id,
-        conversation_id,
-        org_id,
-        sender_id,
-        sender_key_version,
-        kind,
-        references_id,
-        envelope,
-        envelope_sha256,
-        now,
+    event: tuple[object, ...],
+    push: tuple[object, ...],
+) -> int:
+    """Store a message with everything that goes with it, in one statement; its position.
+
+    Who may fetch it, its audit event (:func:`event_parameters`) and its push events
+    (:func:`outbox_parameters`).
+
+    Raises:
+        asyncpg.UniqueViolationError: A message with this id was stored meanwhile.
+    """
+    seq: int = await conn.fetchval(
+        _STORE,
+        message.id,
+        message.conversation_id,
+        message.org_id,
+        message.sender_id,
+        message.sender_key_version,
+        message.kind,
+        message.references_id,
+        message.envelope,
+        message.envelope_sha256,
+        message.created_at,
         recipients,
+        *event,
+        *push,
     )
     return seq
+
+
+# A recipient's page is one ordered range of the (account, conversation, seq) index, then
+# the messages by primary key: the plan does not depend on how many messages the
+# conversation has, so a generic (prepared) plan stays right for the 10th and the
+# 100,000th page.
+_PAGE_AFTER = f"""
+    SELECT {_MESSAGE_COLUMNS} FROM message_recipients r JOIN messages m ON m.seq = r.message_seq
+    WHERE r.account_id = $2 AND r.conversation_id = $1 AND r.message_seq > $3
+    ORDER BY r.message_seq LIMIT $4
+"""  # noqa: S608 -- fixed columns
+_PAGE_BEFORE = f"""
+    SELECT * FROM (
+        SELECT {_MESSAGE_COLUMNS} FROM message_recipients r JOIN messages m ON m.seq = r.message_seq
+        WHERE r.account_id = $2 AND r.conversation_id = $1 AND r.message_seq < $3
+        ORDER BY r.message_seq DESC LIMIT $4
+    ) page ORDER BY seq
+"""  # noqa: S608 -- fixed columns
 
 
 async def page_messages(
@@ -258,46 +384,28 @@ async def page_messages(
 ) -> list[MessageRow]:
     """Messages the account is a recipient of, in send order, after or before a position."""
     if before is not None:
-        rows = await conn.fetch(
-            f"""
-            SELECT * FROM (
-                SELECT {_MESSAGE_COLUMNS} FROM messages m
-                JOIN message_recipients r ON r.message_seq = m.seq AND r.account_id = $2
-                WHERE m.conversation_id = $1 AND m.seq < $3
-                ORDER BY m.seq DESC LIMIT $4
-            ) page ORDER BY seq
-            """,  # noqa: S608 -- fixed columns
-            conversation_id,
-            account_id,
-            before,
-            limit,
-        )
+        rows = await conn.fetch(_PAGE_BEFORE, conversation_id, account_id, before, limit)
     else:
-        rows = await conn.fetch(
-            f"""
-            SELECT {_MESSAGE_COLUMNS} FROM messages m
-            JOIN message_recipients r ON r.message_seq = m.seq AND r.account_id = $2
-            WHERE m.conversation_id = $1 AND m.seq > $3
-            ORDER BY m.seq LIMIT $4
-            """,  # noqa: S608 -- fixed columns
-            conversation_id,
-            account_id,
-            after or 0,
-            limit,
-        )
-    return [msgspec.convert(dict(r), MessageRow) for r in rows]
+        rows = await conn.fetch(_PAGE_AFTER, conversation_id, account_id, after or 0, limit)
+    return [MessageRow(**dict(r.items())) for r in rows]
 
 
 async def mark_delivered(
-    conn: asyncpg.Connection, account_id: uuid.UUID, seqs: list[int], now: dt.datetime
+    conn: asyncpg.Connection,
+    account_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    seqs: list[int],
+    now: dt.datetime,
 ) -> None:
     """Record delivery of fetched messages (first fetch only)."""
     await conn.execute(
         """
-        UPDATE message_recipients SET delivered_at = $3
-        WHERE account_id = $1 AND message_seq = ANY($2::bigint[]) AND delivered_at IS NULL
+        UPDATE message_recipients SET delivered_at = $4
+        WHERE account_id = $1 AND conversation_id = $2 AND message_seq = ANY($3::bigint[])
+          AND delivered_at IS NULL
         """,
         account_id,
+        conversation_id,
         seqs,
         now,
     )
@@ -313,10 +421,8 @@ async def mark_read(
     """Mark everything up to a position read; returns how many changed."""
     result = await conn.execute(
         """
-        UPDATE message_recipients r SET read_at = $4, delivered_at = coalesce(r.delivered_at, $4)
-        FROM messages m
-        WHERE r.account_id = $1 AND r.message_seq = m.seq AND m.conversation_id = $2
-          AND m.seq <= $3 AND r.read_at IS NULL
+        UPDATE message_recipients SET read_at = $4, delivered_at = coalesce(delivered_at, $4)
+        WHERE account_id = $1 AND conversation_id = $2 AND message_seq <= $3 AND read_at IS NULL
         """,
         account_id,
         conversation_id,

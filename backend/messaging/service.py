@@ -13,6 +13,7 @@ id are a conflict.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from typing import cast
@@ -21,12 +22,12 @@ import asyncpg
 import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.writer import event_parameters
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
-from backend.keys import repository as keys_repo
 from backend.messaging import repository as repo
 from backend.messaging.schemas import (
     ConversationCreate,
@@ -39,11 +40,12 @@ from backend.messaging.schemas import (
 )
 from backend.policy import Action as PolicyAction
 from backend.policy import Actor, Decision, Facts, Resource, decide, require
-from backend.realtime.outbox import publish
+from backend.realtime.outbox import outbox_parameters, publish
 from backend.runtime import Runtime
 from crypto.public import (
     Envelope,
     EnvelopeKind,
+    KeyBundle,
     check_recipients,
     decode_bundle,
     encode,
@@ -72,22 +74,34 @@ MESSAGE_KINDS = {
 MAX_PAGE = 100
 
 
-async def authorize(
+async def _authorized(
     rt: Runtime,
     conn: asyncpg.Connection,
     principal: Principal,
     conversation_id: uuid.UUID,
     action: PolicyAction,
-) -> tuple[repo.ConversationRow, list[repo.MemberRow], Decision]:
-    """Load a conversation and its members and ask the policy (404 for non-members)."""
-    conversation = await repo.get_conversation(conn, conversation_id)
-    if conversation is None:
+    *,
+    message_id: uuid.UUID | None = None,
+    bundles: bool = False,
+) -> tuple[repo.ConversationContext, Decision]:
+    """Load a conversation with what deciding on it needs, and ask the policy.
+
+    One round trip; 404 for non-members.
+    """
+    context = await repo.load_context(conn, conversation_id, principal.account_id, message_id=message_id,
+                                      bundles=bundles)  # fmt: skip
+    if context is None:
         raise NotFoundError
-    members = await repo.list_members(conn, conversation_id)
-    mine = next((m for m in members if m.account_id == principal.account_id), None)
+    conversation = context.conversation
+    mine = next((m for m in context.members if m.account_id == principal.account_id), None)
     facts: Facts | None = None
     if conversation.client_id is not None and principal.role == "clinician":
-        facts = await load_client_facts(conn, principal.account_id, conversation.client_id, rt.clock.now())
+        facts = Facts(
+            now=rt.clock.now(),
+            treats=principal.account_id in context.treating,
+            consents=tuple(context.consents),
+            emergencies=tuple(context.emergencies),
+        )
     decision = require(
         principal.actor,
         action,
@@ -98,7 +112,19 @@ async def authorize(
         ),
         facts,
     )
-    return conversation, members, decision
+    return context, decision
+
+
+async def authorize(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    action: PolicyAction,
+) -> tuple[repo.ConversationRow, list[repo.MemberRow], Decision]:
+    """Load a conversation and its members and ask the policy (404 for non-members)."""
+    context, decision = await _authorized(rt, conn, principal, conversation_id, action)
+    return context.conversation, context.members, decision
 
 
 def _member_view(viewer: Principal, conversation: repo.ConversationRow, member: repo.MemberRow) -> MemberView:
@@ -164,30 +190,25 @@ async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid
     return found[1]
 
 
-async def _readers(
-    rt: Runtime, conn: asyncpg.Connection, conversation: repo.ConversationRow, members: list[repo.MemberRow]
-) -> list[uuid.UUID]:
+def _readers(rt: Runtime, context: repo.ConversationContext) -> list[uuid.UUID]:
     """Who may receive new messages now.
 
     Active members; in a client's conversation, only the clinicians the client's consent
     (``messaging``) still allows: a clinician whose consent was revoked stays listed as a
     member but is no longer a recipient, nor told about new messages.
     """
-    active = [m for m in members if m.status == "active"]
+    conversation = context.conversation
+    active = [m for m in context.members if m.status == "active"]
     if conversation.client_id is None:
         return [m.account_id for m in active]
-    clinicians = [m.account_id for m in active if m.role == "clinician"]
-    # One load of the client's consents and one of the care relationships, for every
-    # clinician at once; then the policy decides per clinician.
-    consents, _ = await consent_repo.load_facts(conn, conversation.client_id)
-    treats = await consent_repo.treating(conn, conversation.client_id, clinicians) if clinicians else set()
     now = rt.clock.now()
+    consents = tuple(context.consents)
     resource = Resource(org_id=conversation.org_id, client_id=conversation.client_id)
     readers: list[uuid.UUID] = []
     for member in active:
         if member.role == "clinician":
             actor = Actor(account_id=member.account_id, org_id=conversation.org_id, role="clinician")
-            facts = Facts(now=now, treats=member.account_id in treats, consents=tuple(consents))
+            facts = Facts(now=now, treats=member.account_id in context.treating, consents=consents)
             if not decide(actor, PolicyAction.MESSAGE_CLIENT, resource, facts).allowed:
                 continue
         readers.append(member.account_id)
@@ -426,17 +447,18 @@ async def send_message(
     digest = hashlib.sha256(body).digest()
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, members, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE
-        )
-        existing = await repo.get_message(conn, envelope.item_id)
-        if existing is not None:
-            if existing.envelope_sha256 != digest or existing.conversation_id != conversation_id:
+        context, decision = await _authorized(
+            rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE,
+            message_id=envelope.item_id, bundles=True,
+        )  # fmt: skip
+        conversation = context.conversation
+        if context.existing is not None:
+            stored = context.existing
+            if stored.envelope_sha256 != digest or stored.conversation_id != conversation_id:
                 raise ConflictError("A different message was already sent with this id.")
-            return _sent(rt, existing), False
-        active = await _readers(rt, conn, conversation, members)
-        stored = await keys_repo.current_bundles(conn, active)
-        bundles = {account: decode_bundle(raw) for account, raw in stored.items()}
+            return _sent(rt, envelope.item_id, context.existing), False
+        active = _readers(rt, context)
+        bundles = {account: _bundle(raw) for account, raw in context.bundles.items() if account in active}
         sender_bundle = bundles.get(principal.account_id)
         if sender_bundle is None or sender_bundle.key_version != envelope.sender.key_version:
             raise InvalidInputError("Messages must be signed with the sender's current key.")
@@ -457,9 +479,8 @@ async def send_message(
                 raise InvalidInputError(
                     "Edits and deletions reference an earlier message of the same sender."
                 )
-        seq = await repo.insert_message(
-            conn,
-            message_id=envelope.item_id,
+        message = repo.NewMessage(
+            id=envelope.item_id,
             conversation_id=conversation_id,
             org_id=conversation.org_id,
             sender_id=principal.account_id,
@@ -468,31 +489,25 @@ async def send_message(
             references_id=envelope.references,
             envelope=body,
             envelope_sha256=digest,
-            recipients=active,
-            now=now,
+            created_at=now,
         )
-        if seq is None:  # pragma: no cover -- a concurrent send of the same id; the retry answers
-            raise ConflictError("The message is being stored; retry.")
-        await record(
-            conn,
-            _event(
-                principal,
-                "message.create",
-                Action.CREATE,
-                conversation,
-                decision,
-                ("message", envelope.item_id),
-            ),
+        _, event = event_parameters(
+            _event(principal, "message.create", Action.CREATE, conversation, decision,
+                   ("message", envelope.item_id)),
             ctx,
             now,
-        )
-        await publish(
-            conn,
+        )  # fmt: skip
+        push = outbox_parameters(
             active,
             "message.created",
             {"conversation_id": str(conversation_id), "message_id": str(envelope.item_id), "kind": kind},
             now,
         )
+        try:
+            # The message, its recipients, its audit event and its push events: one statement.
+            seq = await repo.store_message(conn, message, active, event, push)
+        except asyncpg.UniqueViolationError as exc:  # a concurrent send of the same id
+            raise ConflictError("The message is being stored; retry.") from exc
     return (
         MessageSent(
             id=envelope.item_id,
@@ -504,9 +519,18 @@ async def send_message(
     )
 
 
-def _sent(rt: Runtime, row: repo.MessageRow) -> MessageSent:
+@functools.lru_cache(maxsize=4096)
+def _bundle(raw: bytes) -> KeyBundle:
+    """A stored bundle, decoded and checked once per process.
+
+    Bundle rows are immutable and the cache key is their exact bytes.
+    """
+    return decode_bundle(raw)
+
+
+def _sent(rt: Runtime, message_id: uuid.UUID, row: repo.StoredMessage) -> MessageSent:
     return MessageSent(
-        id=row.id,
+        id=message_id,
         conversation_id=row.conversation_id,
         cursor=encode_cursor(rt.keys, f"conversation:{row.conversation_id}", row.seq),
         created_at=row.created_at,
@@ -541,7 +565,7 @@ async def list_messages(
             after=after_seq, before=before_seq, limit=limit,
         )  # fmt: skip
         if rows:
-            await repo.mark_delivered(conn, principal.account_id, [r.seq for r in rows], now)
+            await repo.mark_delivered(conn, principal.account_id, conversation_id, [r.seq for r in rows], now)
         await record(conn, _event(principal, "message.read", Action.READ, conversation, decision), ctx, now)
     items = [
         MessageView(
@@ -575,10 +599,10 @@ async def mark_read(
     """Mark messages read up to one of them; returns how many changed."""
     now = rt.clock.now()
     async with conn.transaction():
-        conversation, members, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
+        context, decision = await _authorized(
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION, message_id=up_to
         )
-        message = await repo.get_message(conn, up_to)
+        conversation, message = context.conversation, context.existing
         if message is None or message.conversation_id != conversation_id:
             raise NotFoundError
         changed = await repo.mark_read(conn, principal.account_id, conversation_id, message.seq, now)
@@ -588,7 +612,7 @@ async def mark_read(
             )
             await publish(
                 conn,
-                await _readers(rt, conn, conversation, members),
+                _readers(rt, context),
                 "message.read",
                 {"conversation_id": str(conversation_id), "reader_id": str(principal.account_id),
                  "up_to": str(up_to)},

@@ -24,7 +24,15 @@ from collections.abc import Iterable
 import asyncpg
 import msgspec
 
-__all__ = ["CHANNEL", "EVENTS_LOCK_SQL", "WAKE_ALL", "publish"]
+__all__ = [
+    "CHANNEL",
+    "EVENTS_LOCK_SQL",
+    "OUTBOX_PARAMETERS",
+    "WAKE_ALL",
+    "outbox_parameters",
+    "outbox_statement",
+    "publish",
+]
 
 CHANNEL = "confide_events"
 WAKE_ALL = "*"
@@ -37,17 +45,48 @@ EVENTS_LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text,
 # The shared locks are all taken (the aggregate consumes every row) before the INSERT
 # draws its first id, in one statement.
 # NOTIFY is sent in the same statement (it is delivered at commit whatever its place).
-_INSERT_SQL = """
-    WITH held AS (
+#: How many parameters :func:`outbox_statement` takes (:func:`outbox_parameters` gives them).
+OUTBOX_PARAMETERS = 6
+
+
+def outbox_statement(first: int) -> str:
+    """The CTEs ``outbox_held``, ``outbox_insert`` and ``outbox_notify``, from ``$first``.
+
+    They queue one event per account and notify listeners. A statement that embeds them
+    must read ``outbox_notify`` (a plain SELECT in a WITH runs only if read).
+    """
+    accounts, kind, payload, at, channel, names = (f"${first + i}" for i in range(OUTBOX_PARAMETERS))
+    return f"""
+    outbox_held AS (
         SELECT count(pg_advisory_xact_lock_shared(hashtextextended(a::text, 1702260340))) AS n
-        FROM unnest($1::uuid[]) AS a
-    ), ins AS (
+        FROM unnest({accounts}::uuid[]) AS a
+    ), outbox_insert AS (
         INSERT INTO account_events (account_id, kind, payload, created_at)
-        SELECT unnest($1::uuid[]), $2, $3::jsonb, $4 FROM held
+        SELECT unnest({accounts}::uuid[]), {kind}::text, {payload}::jsonb, {at}::timestamptz FROM outbox_held
         RETURNING 1
+    ), outbox_notify AS (
+        SELECT pg_notify({channel}, {names}) AS sent FROM (SELECT count(*) FROM outbox_insert) AS done
+        WHERE {names}::text <> ''
+    )"""  # noqa: S608 -- fixed columns and numbered parameters
+
+
+def outbox_parameters(
+    account_ids: Iterable[uuid.UUID], kind: str, payload: dict[str, str], now: dt.datetime
+) -> tuple[object, ...]:
+    """The parameters of :func:`outbox_statement` (no accounts: no event, no notification)."""
+    targets = sorted(set(account_ids), key=lambda a: a.bytes)
+    names = ",".join(a.hex for a in targets)
+    return (
+        targets,
+        kind,
+        msgspec.json.encode(payload).decode(),
+        now,
+        CHANNEL,
+        names if len(names) <= _NOTIFY_LIMIT else WAKE_ALL,
     )
-    SELECT pg_notify($5, $6) FROM (SELECT count(*) FROM ins) AS done
-"""
+
+
+_INSERT_SQL = "WITH " + outbox_statement(1) + " SELECT sent FROM outbox_notify"  # noqa: S608 -- fixed text
 
 
 async def publish(
@@ -58,12 +97,8 @@ async def publish(
     now: dt.datetime,
 ) -> None:
     """Queue one event for each account and notify listeners (inside a transaction)."""
-    targets = sorted(set(account_ids), key=lambda a: a.bytes)
-    if not targets:
+    parameters = outbox_parameters(account_ids, kind, payload, now)
+    if not parameters[0]:
         return
-    body = msgspec.json.encode(payload).decode()
     # Readers of these accounts now wait for this transaction to end.
-    names = ",".join(a.hex for a in targets)
-    await conn.execute(
-        _INSERT_SQL, targets, kind, body, now, CHANNEL, names if len(names) <= _NOTIFY_LIMIT else WAKE_ALL
-    )
+    await conn.execute(_INSERT_SQL, *parameters)

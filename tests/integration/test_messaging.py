@@ -367,3 +367,102 @@ async def test_revoked_clinician_is_no_longer_a_recipient(
         f"/v1/conversations/{team}/members/{chat.clinic.clinician.id}", headers=doc2.headers
     )
     assert removal.status_code == 403, "nor may they manage the members"
+
+
+async def test_a_page_reads_one_ordered_index_range_even_with_a_generic_plan(
+    client: AsyncTestClient[Litestar], chat: Chat, db: asyncpg.Connection
+) -> None:
+    """L-05: a prepared statement's generic plan must not scan the whole conversation and sort.
+
+    The page query is run exactly as the repository runs it, with the plan PostgreSQL
+    would cache after five executions forced from the start; it must walk the
+    recipient's (account, conversation, seq) key in order and stop at the limit.
+    """
+    from backend.messaging import repository  # noqa: PLC0415 -- the statements under test
+
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    for n in range(3):
+        envelope = seal(chat.doc_keys, chat.conversation_id, f"note {n}", bundles)
+        assert (await _send(client, chat.clinic.clinician, chat.conversation_id, envelope)).status_code == 201
+    await db.execute("SET plan_cache_mode = force_generic_plan")
+    for name, statement in (("after", repository._PAGE_AFTER), ("before", repository._PAGE_BEFORE)):
+        await db.execute(f"PREPARE page_{name} (uuid, uuid, bigint, integer) AS {statement}")
+        plan = "\n".join(
+            r[0]
+            for r in await db.fetch(
+                f"EXPLAIN (COSTS OFF) EXECUTE page_{name} "
+                f"('{chat.conversation_id}', '{chat.clinic.client.id}', 1, 50)"
+            )
+        )
+        assert "message_recipients_pkey" in plan, plan
+        assert "Limit" in plan.splitlines()[0] or "Sort" in plan.splitlines()[0], plan
+        # The only sort allowed is the final re-ordering of the 50 rows of a backward page.
+        sorts = [
+            line for line in plan.splitlines() if line.strip(" ->").startswith("Sort") and "Key" not in line
+        ]
+        assert len(sorts) <= (1 if name == "before" else 0), plan
+        assert "Bitmap" not in plan, plan
+        assert "Seq Scan on messages" not in plan, plan
+    rows = await repository.page_messages(
+        db,
+        conversation_id=chat.conversation_id,
+        account_id=chat.clinic.client.id,
+        after=None,
+        before=None,
+        limit=2,
+    )
+    assert len(rows) == 2
+    assert rows[0].seq < rows[1].seq
+
+
+async def test_a_message_its_recipients_audit_event_and_push_events_commit_together(
+    client: AsyncTestClient[Litestar], chat: Chat, db: asyncpg.Connection
+) -> None:
+    """One statement stores them all: a send that fails at the end leaves none of them."""
+    doc = chat.clinic.clinician
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+
+    async def counts() -> tuple[int, ...]:
+        row = await db.fetchrow(
+            """
+            SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM message_recipients),
+                   (SELECT count(*) FROM audit_events WHERE event_type = 'message.create'),
+                   (SELECT count(*) FROM account_events WHERE kind = 'message.created')
+            """
+        )
+        assert row is not None
+        return tuple(row)
+
+    kept = seal(chat.doc_keys, chat.conversation_id, "kept", bundles)
+    assert (await _send(client, doc, chat.conversation_id, kept)).status_code == 201
+    assert await counts() == (1, 2, 1, 2)
+    # The last insert of the statement fails (an account-events trigger refuses): nothing stays.
+    await db.execute(
+        """
+        CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation'; END $$;
+        CREATE TRIGGER refuse_events BEFORE INSERT ON account_events
+            FOR EACH ROW EXECUTE FUNCTION refuse_events();
+        """
+    )
+    lost = seal(chat.doc_keys, chat.conversation_id, "lost", bundles)
+    failed = await _send(client, doc, chat.conversation_id, lost)
+    assert failed.status_code in {400, 409, 422, 503}, failed.text
+    assert await counts() == (1, 2, 1, 2)
+
+
+async def test_concurrent_sends_of_one_id_store_it_once(
+    client: AsyncTestClient[Litestar], chat: Chat, db: asyncpg.Connection
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
+    envelope = seal(chat.doc_keys, chat.conversation_id, "once", bundles)
+    answers = await asyncio.gather(
+        *(_send(client, chat.clinic.clinician, chat.conversation_id, envelope) for _ in range(4))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses.count(201) == 1, statuses
+    assert set(statuses) <= {200, 201, 409}, statuses
+    assert await db.fetchval("SELECT count(*) FROM messages WHERE id = $1", envelope.item_id) == 1
+    assert len(await audit_rows(db, "message.create")) == 1
