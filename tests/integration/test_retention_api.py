@@ -263,3 +263,11 @@ async def test_a_conversation_hold_names_its_client(
     assert placed.status_code == 201, placed.text
     (event,) = await audit_rows(db, "legal_hold.place")
     assert event["subject_id"] == second.id
+    released = await client.post(
+        f"/v1/legal-holds/{placed.json()['id']}/release",
+        json={"reason": "The inquiry is over."},
+        headers=officer.headers,
+    )
+    assert released.status_code == 200, released.text
+    (event,) = await audit_rows(db, "legal_hold.release")
+    assert event["subject_id"] == second.id
