@@ -264,14 +264,15 @@ SECTION_ORDER: Final[dict[str, Section]] = {
         """,
         _peer_key,
     ),
-    # Exactly the messages the subject may fetch: those encrypted to one of their keys.
+    # Exactly the messages the subject may fetch: those encrypted to one of their keys,
+    # conversation by conversation in send order (the recipient key's order: no sort).
     "message": Section(
         """
         SELECT m.id, m.conversation_id, m.sender_id, m.kind, m.references_id, m.created_at,
                r.delivered_at, r.read_at, m.envelope
         FROM message_recipients r JOIN messages m ON m.seq = r.message_seq
         WHERE r.account_id = $1 AND m.org_id = $2
-        ORDER BY r.message_seq
+        ORDER BY r.account_id, r.conversation_id, r.message_seq
         """,
         _message,
         _ENVELOPE_BATCH,
