@@ -17,6 +17,7 @@ from tests.bench import (
     bench_crypto,
     bench_http,
     bench_messaging,
+    bench_mixed,
     bench_policy,
     bench_retention,
 )
@@ -78,6 +79,7 @@ def main() -> int:
         _audit_section(),
         bench_audit_http.markdown(bench_audit_http.run()),
         bench_retention.markdown(bench_retention.run()),
+        bench_mixed.markdown(bench_mixed.run()),
     ]
     header = [
         "# Benchmarks",

@@ -128,3 +128,58 @@ async def run_phase(
     await asyncio.gather(*(worker(i) for i in range(connections)))
     result.duration_s = time.perf_counter() - started
     return result
+
+
+async def run_mix(
+    name: str,
+    host: str,
+    port: int,
+    kinds: dict[str, tuple[float, Callable[[int], bytes]]],
+    *,
+    connections: int,
+    duration_s: float,
+    seed: int = 7,
+) -> dict[str, Result]:
+    """Like :func:`run_phase`, each request drawn from ``kinds`` with a seeded generator.
+
+    ``kinds`` maps a name to (weight, request factory); the answer has one
+    :class:`Result` per kind and one for all of them under ``name``.
+    """
+    import random  # noqa: PLC0415 -- only the mixed workload draws
+
+    draw = random.Random(seed)
+    names = list(kinds)
+    weights = [kinds[k][0] for k in names]
+    results = {k: Result(k, duration_s) for k in names}
+    total = Result(name, duration_s)
+    deadline = time.perf_counter() + duration_s
+
+    async def worker(index: int) -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while time.perf_counter() < deadline:
+                kind = draw.choices(names, weights)[0]
+                payload = kinds[kind][1](index)
+                started = time.perf_counter()
+                try:
+                    writer.write(payload)
+                    status = await _read_response(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    results[kind].errors += 1
+                    total.errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
+                elapsed = (time.perf_counter() - started) * 1000
+                for r in (results[kind], total):
+                    r.latencies_ms.append(elapsed)
+                    r.statuses[status] = r.statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    elapsed_s = time.perf_counter() - started
+    for r in (*results.values(), total):
+        r.duration_s = elapsed_s
+    return {**results, name: total}
