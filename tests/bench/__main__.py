@@ -89,6 +89,14 @@ def main() -> int:
         "Command: `make bench` (runs `python -m tests.bench`). Every figure has its ceiling measured "
         "in the same run; read the ratios, the absolute numbers move with the machine's load.",
         "",
+        "Set-up on this 2-core machine: the real server (`confide serve`) runs one worker pinned to core 0; "
+        "the load generator (`tests/bench/loadgen.py`, raw asyncio HTTP/1.1 keep-alive, no parsing "
+        "library) runs pinned to core 1, so it never takes CPU from the server; the CPU it used is "
+        "reported per phase (well under 100 % of its core means it kept up). One worker is the "
+        "measured best here: a second worker would have to share a core with the generator or with "
+        "PostgreSQL. uvicorn and granian are both measured (HTTP section); uvicorn is the default "
+        "(`CONFIDE_SERVER`) because it measured faster on the authenticated routes.",
+        "",
     ]
     text = "\n".join(header) + "\n" + "\n".join(sections)
     text += f"\nTotal benchmark time: {time.perf_counter() - started:.0f} s.\n"

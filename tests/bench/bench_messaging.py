@@ -231,13 +231,14 @@ def markdown(figures: dict[str, Any]) -> str:
         "messages; ceiling: the same server decoding a 2 KB JSON body into a Struct and answering 201. "
         "Server on core 0, load generator on core 1, PostgreSQL free on both cores.",
         "",
-        "| phase | req/s | p50 ms | p99 ms | errors | statuses |",
-        "|---|---|---|---|---|---|",
+        "| phase | req/s | p50 ms | p99 ms | errors | statuses | load generator CPU |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key in ("echo", "send", "page"):
         s = figures[key]
         lines.append(
-            f"| {s['name']} | {s['rate']} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['statuses']} |"
+            f"| {s['name']} | {s['rate']} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['statuses']} "
+            f"| {s['loadgen_cpu_pct']} % |"
         )
     lines += [
         "",

@@ -133,7 +133,8 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Mixed ÷ ceiling: **{figures['total_over_ceiling']}**; errors: **{figures['errors']}** (target 0); "
         f"server RSS {figures['rss_before_mb']} MB → {figures['rss_after_mb']} MB over the run "
-        f"({growth:+.1f} MB).",
+        f"({growth:+.1f} MB). The load generator used {figures['kinds']['mixed']['loadgen_cpu_pct']} % of "
+        f"its core (ceiling phase: {figures['ceiling']['loadgen_cpu_pct']} %).",
         "",
         "Logins dominate: one production Argon2id hash takes a core for about 170 ms, and the hashing "
         "thread shares core 0 with the event loop, so at 5 % of the requests the logins queue for "

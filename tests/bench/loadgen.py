@@ -23,6 +23,8 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     errors: int = 0
+    #: CPU seconds the load generator itself used during the phase (its own process).
+    loadgen_cpu_s: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -49,6 +51,10 @@ class Result:
             "mean_ms": round(statistics.fmean(self.latencies_ms), 2) if self.latencies_ms else float("nan"),
             "errors": self.errors,
             "statuses": str(dict(sorted(self.statuses.items()))),
+            # Share of its one pinned core the generator used: well under 100 % means it kept
+            # up and was not the bottleneck (it runs on its own core, so it takes none of the
+            # server's).
+            "loadgen_cpu_pct": round(100 * self.loadgen_cpu_s / self.duration_s) if self.duration_s else 0,
         }
 
 
@@ -124,9 +130,10 @@ async def run_phase(
         finally:
             writer.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(i) for i in range(connections)))
     result.duration_s = time.perf_counter() - started
+    result.loadgen_cpu_s = time.process_time() - cpu
     return result
 
 
@@ -177,9 +184,10 @@ async def run_mix(
         finally:
             writer.close()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(i) for i in range(connections)))
     elapsed_s = time.perf_counter() - started
+    total.loadgen_cpu_s = time.process_time() - cpu
     for r in (*results.values(), total):
         r.duration_s = elapsed_s
     return {**results, name: total}
