@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from backend.db.embedded import free_port
+from tests.at_rest import SecretRegistry, dump_database, recording, scan
 from tests.conftest import ROOT
 
 CONFIDE = str(Path(sys.executable).parent / "confide")
@@ -76,7 +77,20 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_server(database_url: str, tmp_path: Path) -> Iterator[object]:
+def at_rest(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretRegistry]:
+    """The secrets this end-to-end test used (see :mod:`tests.at_rest`)."""
+    with recording(monkeypatch) as registry:
+        yield registry
+
+
+@pytest.fixture
+def start_server(database_url: str, tmp_path: Path, at_rest: SecretRegistry) -> Iterator[object]:
+    """Start ``confide serve`` processes; afterwards, search the database and logs for secrets.
+
+    When the test is over and its servers have stopped, a ``pg_dump`` of the test's
+    database and every server log must hold none of the private keys, sealed plaintexts,
+    passwords, codes and tokens the test used (D-01, D-03, G-01 over every end-to-end flow).
+    """
     started: list[RunningServer] = []
 
     def start(**extra: str) -> RunningServer:
@@ -100,3 +114,8 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[object]:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait(timeout=5)
+    if started and at_rest.found:
+        places = [(s.log_path.name, s.log_path.read_bytes()) for s in started]
+        places.append(("pg_dump", dump_database(database_url, tmp_path / "at-rest.sql")))
+        hits = scan(at_rest, places)
+        assert not hits, "secrets at rest: " + "; ".join(hits)
