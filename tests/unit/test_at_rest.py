@@ -14,7 +14,7 @@ from tests.at_rest import recording, scan
 
 
 def test_records_keys_plaintexts_passwords_and_tokens_and_finds_them(monkeypatch: pytest.MonkeyPatch) -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(_: httpx.Request) -> httpx.Response:
         return httpx.Response(
             200, json={"token": "tok-" + "x" * 40, "recovery_codes": ["abcd-efgh-ijkl-mnop"]}
         )
