@@ -266,8 +266,9 @@ class _Job:
     async def _tally(self, category: str, candidates: int, deleted: int) -> None:
         """Counters of a step without holds or organizations (housekeeping)."""
         async with self.conn.transaction():
-            await repo.add_counts(self.conn, self.run_id, category, {None: {"candidates": candidates}})
-            await repo.add_counts(self.conn, self.run_id, category, {None: {"deleted": deleted}})
+            await repo.add_counts(
+                self.conn, self.run_id, category, {None: {"candidates": candidates, "deleted": deleted}}
+            )
             await repo.set_counts(self.conn, self.run_id, category)
         self.progress(
             category,

@@ -51,7 +51,7 @@ class RetentionScheduler:
         while True:
             try:
                 await self.tick()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 -- the schedule outlives a failed run; the next one resumes
                 _log.warning("retention_scheduler_error", error_type=type(exc).__name__)
             await asyncio.sleep(self._poll_s)
 

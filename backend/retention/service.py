@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
@@ -148,17 +147,16 @@ def _counts(rows: list[repo.CountsRow]) -> dict[uuid.UUID, dict[str, CategoryCou
 
 def run_view(row: repo.RunRow, counts: dict[str, CategoryCounts]) -> RunView:
     """A run as the API shows it."""
-    view: dict[str, Any] = {
-        "id": row.id,
-        "started_at": row.started_at,
-        "as_of": row.as_of,
-        "finished_at": row.finished_at,
-        "dry_run": row.dry_run,
-        "status": row.status,
-        "trigger": row.trigger,
-        "counts": counts,
-    }
-    return RunView(**view)
+    return RunView(
+        id=row.id,
+        started_at=row.started_at,
+        as_of=row.as_of,
+        finished_at=row.finished_at,
+        dry_run=row.dry_run,
+        status=row.status,  # type: ignore[arg-type]
+        trigger=row.trigger,  # type: ignore[arg-type]
+        counts=counts,
+    )
 
 
 async def list_runs(

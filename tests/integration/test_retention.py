@@ -322,3 +322,22 @@ async def test_retention_never_runs_ahead_of_the_database_clock(db: asyncpg.Conn
     future = seed.real_now() + days(4000)
     with pytest.raises(asyncpg.InvalidParameterValueError):
         await db.fetch("SELECT * FROM retention_sweep_messages($1, 0, 10, false)", future)
+
+
+async def test_consent_records_are_deleted_only_after_their_period(
+    db: asyncpg.Connection, clock: FrozenClock
+) -> None:
+    """Even with its triggers on, the owner cannot delete a consent record inside its period."""
+    now = clock.now()
+    org = await seed.seed_org(db, "cons", now - days(5000), clients=1)
+    recent = await seed.consent(
+        db, org, org.clients[0], now - days(400), ended_at=now - days(300), status="revoked"
+    )
+    old = await seed.consent(
+        db, org, org.clients[0], now - days(5000), ended_at=now - days(3000), status="revoked"
+    )
+    active = await seed.consent(db, org, org.clients[0], now - days(5000))
+    for consent_id in (recent, active):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await db.execute("DELETE FROM consent_events WHERE consent_id = $1", consent_id)
+    assert await db.execute("DELETE FROM consent_events WHERE consent_id = $1", old) == "DELETE 2"

@@ -464,13 +464,16 @@ ALTER TABLE key_backups ENABLE ALWAYS TRIGGER key_backups_legal_hold;
 ALTER TABLE key_bundles ENABLE ALWAYS TRIGGER key_bundles_legal_hold;
 ALTER TABLE audit_events ENABLE ALWAYS TRIGGER audit_events_legal_hold;
 
--- Consent events stay append-only, except that the record of a consent that has ended
--- may be deleted as a whole once its retention period is over (by the function below).
+-- Consent events stay append-only, except that the record of a consent that ended may be
+-- deleted once its retention period is over by the database's own clock (the sweep below
+-- does; erasure never does): not even the owner deletes a younger one with triggers on.
 CREATE OR REPLACE FUNCTION consent_events_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'DELETE'
-       AND NOT EXISTS (SELECT 1 FROM consents c WHERE c.consent_id = OLD.consent_id AND c.status = 'active') THEN
+    IF TG_OP = 'DELETE' AND EXISTS (
+        SELECT 1 FROM consents c
+        JOIN retention_cutoffs('consent_events', now() + interval '5 minutes') k ON k.org_id = c.org_id
+        WHERE c.consent_id = OLD.consent_id AND c.status <> 'active' AND c.ended_at < k.cutoff) THEN
         RETURN OLD;
     END IF;
     RAISE EXCEPTION 'consent_events is append-only: % refused', TG_OP
