@@ -89,7 +89,7 @@ def start_server(database_url: str, tmp_path: Path, at_rest: SecretRegistry) -> 
 
     When the test is over and its servers have stopped, a ``pg_dump`` of the test's
     database and every server log must hold none of the private keys, sealed plaintexts,
-    passwords, codes and tokens the test used (D-01, D-03, G-01 over every end-to-end flow).
+    passwords, codes and tokens the test used (D-01 and G-01 over every end-to-end flow).
     """
     started: list[RunningServer] = []
 

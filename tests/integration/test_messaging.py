@@ -436,18 +436,22 @@ async def test_a_message_its_recipients_audit_event_and_push_events_commit_toget
     kept = seal(chat.doc_keys, chat.conversation_id, "kept", bundles)
     assert (await _send(client, doc, chat.conversation_id, kept)).status_code == 201
     assert await counts() == (1, 2, 1, 2)
-    # The last insert of the statement fails (an account-events trigger refuses): nothing stays.
+    # The last insert of the statement fails (an account-events trigger raises): nothing stays.
     await db.execute(
         """
         CREATE FUNCTION refuse_events() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'check_violation'; END $$;
+        BEGIN RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'internal_error'; END $$;
         CREATE TRIGGER refuse_events BEFORE INSERT ON account_events
             FOR EACH ROW EXECUTE FUNCTION refuse_events();
         """
     )
     lost = seal(chat.doc_keys, chat.conversation_id, "lost", bundles)
     failed = await _send(client, doc, chat.conversation_id, lost)
-    assert failed.status_code in {400, 409, 422, 503}, failed.text
+    # An internal failure (B-09): a generic 500 problem document, nothing of the cause in it.
+    assert failed.status_code == 500, failed.text
+    assert failed.headers["content-type"].startswith("application/problem+json")
+    assert "refused for the test" not in failed.text
+    assert "account_events" not in failed.text
     assert await counts() == (1, 2, 1, 2)
 
 
