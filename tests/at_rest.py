@@ -30,6 +30,7 @@ import pytest
 import crypto.client.envelope as envelope_module
 import crypto.client.keys as keys_module
 from backend.db.embedded import EmbeddedPostgres
+from crypto.client.payload import encode_payload
 from tests.conftest import ROOT
 
 # Shorter values are too likely to occur by chance in a dump (ids, digests, base64).
@@ -93,7 +94,7 @@ def recording(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretRegistry]:
     """Record secrets through the crypto library and httpx while the block runs."""
     registry = SecretRegistry()
     original_generate = keys_module._generate_identity
-    original_encode = envelope_module.encode_payload
+    original_encode = encode_payload
 
     def generate(*args: Any, **kwargs: Any) -> Any:
         identity = original_generate(*args, **kwargs)
