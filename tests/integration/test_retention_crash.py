@@ -78,14 +78,8 @@ async def twins(app: Litestar, pg_server: PgServer, database_url: str) -> AsyncI
 
 
 def _start(database_url: str, tmp_path: Path) -> subprocess.Popen[str]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "CONFIDE_ENVIRONMENT": "test",
-        "CONFIDE_DATABASE_URL": database_url,
-        "CONFIDE_DATA_DIR": str(tmp_path),
-        "CONFIDE_SECRET_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "CONFIDE_LOG_LEVEL": "warning",
-    }
+    env = _start_env(database_url, tmp_path)
+    env["CONFIDE_SECRET_KEY"] = base64.b64encode(secrets.token_bytes(32)).decode()
     return subprocess.Popen(
         [CONFIDE, "retention", "run", "--batch-size", str(BATCH)],
         env=env,
@@ -178,10 +172,13 @@ async def test_killed_runs_finish_where_a_clean_run_does(
 
 
 def _start_env(database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "CONFIDE_ENVIRONMENT": "test",
-        "CONFIDE_DATABASE_URL": database_url,
-        "CONFIDE_DATA_DIR": str(tmp_path),
-        "CONFIDE_LOG_LEVEL": "warning",
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFIDE_")}
+    env.update(
+        {
+            "CONFIDE_ENVIRONMENT": "test",
+            "CONFIDE_DATABASE_URL": database_url,
+            "CONFIDE_DATA_DIR": str(tmp_path),
+            "CONFIDE_LOG_LEVEL": "warning",
+        }
+    )
+    return env
