@@ -71,7 +71,8 @@ def _decode(line: bytes | str, index: int | None) -> _Line:
         raise AuditFormatError("export line is too long", index=index)
     try:
         return _decoder.decode(line)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
         raise AuditFormatError("malformed export line", index=index) from exc
 
 

@@ -29,6 +29,8 @@ from backend.health.controller import BenchController, HealthController
 from backend.http.auth_middleware import AuthenticationMiddleware
 from backend.http.deps import dependencies
 from backend.http.middleware import RequestContextMiddleware
+from backend.http.openapi_problems import document_problems
+from backend.http.openapi_schema import WireStructSchemaPlugin
 from backend.http.problems import exception_handlers
 from backend.keys.controller import KeysController
 from backend.messaging.controller import ConversationsController
@@ -170,12 +172,14 @@ def create_app(
         cors_config=cors_config(settings),
         request_max_body_size=settings.max_body_bytes,
         middleware=[AuthenticationMiddleware],
+        plugins=[WireStructSchemaPlugin()],
         state=State({"runtime": runtime}),
         debug=False,
         # Logging is ours (structlog with an allow-list); Litestar's default config would
         # attach its own handlers and print third-party records unredacted.
         logging_config=None,
     )
+    document_problems(app)
     # Outermost layer: request ids, spans, access log and security headers for every
     # response, including the router's own 404 and 405 answers.
     app.asgi_handler = RequestContextMiddleware(

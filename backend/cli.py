@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import os
 import sys
@@ -71,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = args.server or settings.server
     if server == "granian":
         from granian.constants import Interfaces  # noqa: PLC0415
+        from granian.http import HTTP1Settings  # noqa: PLC0415
         from granian.server import Server  # noqa: PLC0415
 
         Server(
@@ -81,13 +83,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=workers,
             factory=True,
             log_access=False,
+            http1_settings=HTTP1Settings(header_read_timeout=int(settings.header_timeout_s * 1000)),
         ).serve()
         return 0
     import uvicorn  # noqa: PLC0415
 
+    from backend.http.server_protocol import HeaderTimeoutProtocol  # noqa: PLC0415
+
     uvicorn.run(
         "backend.app:create_app_from_env",
         factory=True,
+        # HTTP/1.1 with a deadline for each request's head (picklable for --workers).
+        http=functools.partial(HeaderTimeoutProtocol, header_timeout_s=settings.header_timeout_s),  # type: ignore[arg-type]
         host=host,
         port=port,
         workers=workers,

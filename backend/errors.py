@@ -120,12 +120,22 @@ class MfaEnrollmentRequiredError(ForbiddenError):
 
 
 class NotFoundError(DomainError):
-    """Not there, or not the caller's to know about (existence never leaks)."""
+    """Not there, or not the caller's to know about (existence never leaks).
+
+    Every instance answers with the same detail: a service's own wording ("No such
+    consent.") for an unknown id beside the policy's for another organization's object
+    would tell the two apart. The wording a raiser gives is kept as ``reason`` (for tests
+    and debugging), never sent.
+    """
 
     status = 404
     slug = "not-found"
     title = "Not found"
     default_detail = "The resource does not exist."
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, object] | None = None) -> None:
+        super().__init__(None, extra=extra)
+        self.reason = detail
 
 
 class ConflictError(DomainError):

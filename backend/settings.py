@@ -84,7 +84,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     db_acquire_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
     """Time a request waits for a pooled connection before a 503."""
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 30.0
-    """Deadline for a response to start; past it the client gets 503 and work is cancelled."""
+    """Deadline for a response to start; past it the client gets 503 and work is cancelled
+    (408 when the request body was still arriving)."""
+    header_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    """Time a client has to send a request's line and headers (uvicorn); then 408 and the
+    connection is closed (slow-loris defence)."""
 
     secret_key: str | None = None
     """Base64 of 32 random bytes: keys TOTP seeds at rest and keyed digests."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -87,13 +87,17 @@ class RequestContextMiddleware:
         deadline = asyncio.timeout(self.request_timeout_s)
         deadline_token = request_deadline_var.set(deadline)
 
+        body = _BodyWatch(scope, receive)
+
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = int(message["status"])
                 status_holder["started"] = 1
                 # The deadline bounds the work before the answer starts; a streamed body
                 # (the audit export) is bounded by its route and the database timeouts.
-                deadline.reschedule(None)
+                # Once expired (the timeout answer below), the deadline can no longer be moved.
+                if not deadline.expired():
+                    deadline.reschedule(None)
                 message["headers"] = _response_headers(
                     message.get("headers", []), request_id, self.security_headers, is_docs=is_docs
                 )
@@ -105,11 +109,13 @@ class RequestContextMiddleware:
             structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
             try:
                 async with deadline:
-                    await self.app(scope, receive, send_wrapper)
+                    await self.app(scope, body.receive, send_wrapper)
             except TimeoutError:
                 if status_holder["started"]:
                     raise
-                await _send_timeout(send_wrapper)
+                # A body still arriving at the deadline is the client's delay (slow-loris
+                # style): 408 and close. Otherwise the server was too slow: 503, retry.
+                await _send_timeout(send_wrapper, slow_body=body.incomplete)
             finally:
                 route = _route_template(scope)
                 status = status_holder["status"]
@@ -133,24 +139,55 @@ class RequestContextMiddleware:
                 request_deadline_var.reset(deadline_token)
 
 
-async def _send_timeout(send: Send) -> None:
+class _BodyWatch:
+    """Passes ``receive`` through and notes whether an announced body arrived in full."""
+
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self._receive = receive
+        self._done = False
+        self._expected = any(
+            name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in {b"", b"0"})
+            for name, value in scope.get("headers", [])
+        )
+
+    async def receive(self) -> ReceiveMessage:
+        message = await self._receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            self._done = True
+        return message
+
+    @property
+    def incomplete(self) -> bool:
+        """A body was announced (a length above zero, or chunks) and has not all arrived."""
+        return self._expected and not self._done
+
+
+async def _send_timeout(send: Send, *, slow_body: bool = False) -> None:
+    if slow_body:
+        status, slug, title = 408, "request-timeout", "Request timeout"
+        detail = "The request body arrived too slowly."
+        extra = [(b"connection", b"close")]
+    else:
+        status, slug, title = 503, "unavailable", "Service unavailable"
+        detail = "The request took too long and was abandoned. Try again shortly."
+        extra = [(b"retry-after", b"2")]
     body = msgspec.json.encode(
         {
-            "type": "urn:confide:problem:unavailable",
-            "title": "Service unavailable",
-            "status": 503,
-            "detail": "The request took too long and was abandoned. Try again shortly.",
+            "type": f"urn:confide:problem:{slug}",
+            "title": title,
+            "status": status,
+            "detail": detail,
             "request_id": request_id_var.get(),
         }
     )
     await send(
         {
             "type": "http.response.start",
-            "status": 503,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"retry-after", b"2"),
+                *extra,
             ],
         }
     )

@@ -57,7 +57,8 @@ class KeysController(Controller):
     )
     async def revoke(
         self,
-        key_version: Annotated[int, PathParameter(ge=1, le=limits.MAX_KEY_VERSION)],
+        # The protocol allows versions up to 2**32 - 1; the database stores them as integer.
+        key_version: Annotated[int, PathParameter(ge=1, le=min(limits.MAX_KEY_VERSION, 2**31 - 1))],
         runtime: RuntimeDep,
         db: DbDep,
         principal: PrincipalDep,

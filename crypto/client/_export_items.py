@@ -226,7 +226,7 @@ def consent_event(
     if receipt_raw != _NULL:
         try:
             receipt = _RECEIPT.decode(receipt_raw)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             receipt_check = "malformed"
         else:
             try:

@@ -48,7 +48,8 @@ _CONSENT_EVENT = msgspec.json.Decoder(ConsentEventRecord)
 def _decode_line(decoder: msgspec.json.Decoder[_T], line: bytes, number: int) -> _T:
     try:
         return decoder.decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError, not DecodeError.
         raise ArchiveError(f"line {number}: malformed record") from exc
 
 
@@ -83,7 +84,7 @@ class Reader:
             raise ArchiveError(f"line {number}: data after the trailer")
         try:
             section = _HEAD.decode(line).type
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
             raise ArchiveError(f"line {number}: not a record") from exc
         if section == "trailer":
             self.trailer = _decode_line(_TRAILER, line, number)
