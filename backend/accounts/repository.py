@@ -55,9 +55,10 @@ async def get_org_by_slug(conn: asyncpg.Connection, slug: str) -> uuid.UUID | No
     return found
 
 
-async def insert_org(conn: asyncpg.Connection, slug: str, name: str, now: dt.datetime) -> uuid.UUID:
+async def insert_org(
+    conn: asyncpg.Connection, slug: str, name: str, now: dt.datetime, *, org_id: uuid.UUID
+) -> None:
     """Create an organization."""
-    org_id = uuid.uuid4()
     await conn.execute(
         "INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)",
         org_id,
@@ -65,7 +66,6 @@ async def insert_org(conn: asyncpg.Connection, slug: str, name: str, now: dt.dat
         name,
         now,
     )
-    return org_id
 
 
 async def count_admins(conn: asyncpg.Connection, org_id: uuid.UUID) -> int:
@@ -141,16 +141,13 @@ async def insert_invite(
 
 
 async def claim_invite(conn: asyncpg.Connection, digest: bytes, now: dt.datetime) -> InviteRow | None:
-    """Lock an unused, unexpired invite for redemption; None if there is none."""
-    row = await conn.fetchrow(
-        """
-        SELECT id, org_id, created_by FROM invites
-        WHERE code_digest = $1 AND redeemed_at IS NULL AND expires_at > $2
-        FOR UPDATE
-        """,
-        digest,
-        now,
-    )
+    """Lock an unused, unexpired invite for redemption; None if there is none.
+
+    Before the organization is known: through the SECURITY DEFINER function of
+    migration 0013, which also sets the invite's organization for the rest of the
+    transaction (row-level security then admits the new account's rows).
+    """
+    row = await conn.fetchrow("SELECT id, org_id, created_by FROM auth_claim_invite($1, $2)", digest, now)
     return None if row is None else msgspec.convert(dict(row), InviteRow)
 
 

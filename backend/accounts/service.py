@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import uuid
 
 import asyncpg
 
@@ -22,6 +23,7 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, Outcome, recor
 from backend.auth.passwords import check_password_policy
 from backend.auth.principal import Principal
 from backend.auth.service import mfa_required_for
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
@@ -100,7 +102,7 @@ async def create_staff(
     check_password_policy(req.password, mfa_required=mfa_required_for(rt, req.role), email=req.email)
     password_hash = await rt.passwords.hash(req.password)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.insert_account(
             conn,
             org_id=principal.org_id,
@@ -129,7 +131,7 @@ async def create_invite(
     now = rt.clock.now()
     code = base64.b32encode(secrets.token_bytes(20)).decode("ascii").lower()
     expires_at = now + dt.timedelta(seconds=req.ttl_s or rt.settings.invite_ttl_s)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         invite_id = await repo.insert_invite(
             conn,
             org_id=principal.org_id,
@@ -169,6 +171,7 @@ async def redeem_invite(
     now = rt.clock.now()
     row: repo.AccountRow | None = None
     async with conn.transaction():
+        # Claiming the invite also enters its organization for this transaction.
         invite = await repo.claim_invite(conn, _invite_digest(code), now)
         if invite is not None:
             row = await repo.insert_account(
@@ -242,10 +245,11 @@ async def bootstrap_admin(
     check_password_policy(password, mfa_required=mfa_required_for(rt, "admin"), email=email)
     password_hash = await rt.passwords.hash(password)
     now = rt.clock.now()
-    async with conn.transaction():
-        org_id = await repo.get_org_by_slug(conn, org_slug)
-        if org_id is None:
-            org_id = await repo.insert_org(conn, org_slug, org_name, now)
+    existing = await repo.get_org_by_slug(conn, org_slug)
+    org_id = existing or uuid.uuid4()
+    async with tenant_transaction(conn, org_id):
+        if existing is None:
+            await repo.insert_org(conn, org_slug, org_name, now, org_id=org_id)
             await record(
                 conn,
                 AuditEvent(

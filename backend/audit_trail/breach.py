@@ -21,6 +21,7 @@ from backend.audit_trail.schemas import BreachScope
 from backend.audit_trail.service import audit_read, check_window, require_officer
 from backend.audit_trail.writer import AuditContext
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.errors import InvalidInputError, NotFoundError
 from backend.runtime import Runtime
 
@@ -44,7 +45,7 @@ async def breach_scope(
     """The breach-scope report (audited as a read of the trail)."""
     require_officer(principal)
     check_window(since, until)
-    async with conn.transaction(isolation="repeatable_read"):
+    async with tenant_transaction(conn, principal.org_id, isolation="repeatable_read"):
         if session is not None:
             found = await events.session_window(conn, principal.org_id, session)
             if found is None or (account is not None and found[0] != account):

@@ -36,6 +36,7 @@ from backend.audit_trail.service import audit_read, check_window, require_office
 from backend.audit_trail.writer import AuditContext
 from backend.auth.principal import Principal
 from backend.db.pool import connection
+from backend.db.tenancy import tenant_transaction
 from backend.runtime import Runtime
 
 __all__ = ["CHUNK", "MEDIA_TYPES", "ExportFormat", "ExportPlan", "prepare_export", "stream_export"]
@@ -91,7 +92,7 @@ async def prepare_export(
     """Check access, pick the newest checkpoint and record the export (committed first)."""
     require_officer(principal)
     check_window(filters.since, filters.until)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         latest = await repo.latest_checkpoint(conn)
         if latest is None:
             raise NoCheckpointError

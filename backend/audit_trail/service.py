@@ -43,6 +43,7 @@ from backend.audit_trail.schemas import (
 )
 from backend.audit_trail.writer import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.errors import NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.policy import Action as PolicyAction
@@ -174,7 +175,7 @@ async def add_cosignature(
     except VerificationError as exc:
         raise CosignatureRejectedError from exc
     size = verified.checkpoint.size
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         stored = await repo.checkpoint(conn, size)
         if stored is None or parse_note(stored.note).text != text.text:
             raise CosignatureRejectedError("The cosigned checkpoint is not one this log signed.")
@@ -256,7 +257,7 @@ async def search_events(
     scope = f"audit-events:{principal.org_id}"
     before = _decode_cursor(rt, scope, cursor)
     page = _limit(limit)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await audit_read(conn, rt, principal, ctx, "audit.search", subject=filters.subject)
         rows = await events.search(conn, filters, before_seq=before, limit=page + 1)
     items = [EventView(index=row.index, event=decode_leaf(row.leaf)) for row in rows[:page]]
@@ -282,7 +283,7 @@ async def disclosures(
     scope = f"disclosures:{principal.account_id}"
     before = _decode_cursor(rt, scope, cursor)
     page = _limit(limit)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await audit_read(conn, rt, principal, ctx, "audit.disclosures", subject=principal.account_id)
         rows = await events.disclosures(
             conn, principal.org_id, principal.account_id, before_seq=before, limit=page + 1

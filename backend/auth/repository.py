@@ -48,15 +48,8 @@ _LOGIN_COLUMNS = """
 
 async def find_login_account(conn: asyncpg.Connection, org_slug: str, email: str) -> LoginAccount | None:
     """The account with this email in the organization with this slug."""
-    row = await conn.fetchrow(
-        f"""
-        SELECT {_LOGIN_COLUMNS}
-        FROM accounts a JOIN organizations o ON o.id = a.org_id
-        WHERE o.slug = $1 AND lower(a.email) = lower($2)
-        """,  # noqa: S608 -- a fixed column list, no input
-        org_slug,
-        email,
-    )
+    # Before the organization is known: through the SECURITY DEFINER lookup of migration 0013.
+    row = await conn.fetchrow(f"SELECT {_LOGIN_COLUMNS} FROM auth_login_account($1, $2) a", org_slug, email)  # noqa: S608 -- fixed columns
     return None if row is None else msgspec.convert(dict(row), LoginAccount)
 
 
@@ -145,24 +138,10 @@ async def create_session(
     return session_id
 
 
-_LIVE_SESSION = """
-    SELECT s.id, s.account_id, s.org_id, a.role, s.mfa_satisfied, s.absolute_expires_at,
-           a.email, a.display_name, a.totp_enabled_at IS NOT NULL, a.created_at, s.last_seen_at
-    FROM sessions s JOIN accounts a ON a.id = s.account_id
-    WHERE s.token_digest = $1
-      AND s.revoked_at IS NULL
-      AND s.idle_expires_at > $2
-      AND s.absolute_expires_at > $2
-      AND a.status = 'active'
-"""
-
-# Only ever moves forward: a clock that jumps back neither shortens nor extends a session.
-_TOUCH_SESSION = """
-    UPDATE sessions
-       SET last_seen_at = $2,
-           idle_expires_at = LEAST(absolute_expires_at, $2 + make_interval(secs => $3))
-     WHERE id = $1 AND revoked_at IS NULL AND last_seen_at < $2
-"""
+# Before the organization is known, on every authenticated request: one call of the
+# SECURITY DEFINER function of migration 0013 (it reads the session and its account,
+# and writes the activity when it is due).
+_LIVE_SESSION = "SELECT * FROM auth_session($1, $2, $3, $4)"
 
 
 async def touch_session(
@@ -174,9 +153,7 @@ async def touch_session(
     active. Activity is written at most every ``touch_interval_s`` seconds, and a
     clock that jumps backwards never moves an expiry backwards nor extends it.
     """
-    row = await conn.fetchrow(_LIVE_SESSION, digest, now)
-    if row is not None and row[10] <= now - dt.timedelta(seconds=touch_interval_s):
-        await conn.execute(_TOUCH_SESSION, row[0], now, float(idle_s))
+    row = await conn.fetchrow(_LIVE_SESSION, digest, now, float(idle_s), float(touch_interval_s))
     if row is None:
         return None
     return Principal(

@@ -28,6 +28,7 @@ from backend.auth.schemas import (
 )
 from backend.auth.throttle import ThrottlePolicy, after_failure, retry_after
 from backend.auth.tokens import new_token, token_digest
+from backend.db.tenancy import tenant_transaction
 from backend.errors import (
     AuthenticationError,
     ConflictError,
@@ -123,7 +124,7 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
             async with conn.transaction():
                 await record(conn, _login_event(Outcome.MINOR_FAILURE, "mfa_required", account), ctx, now)
             raise MfaRequiredError
-        async with conn.transaction():
+        async with tenant_transaction(conn, account.org_id):
             second_factor_ok = await _second_factor_ok(rt, conn, account, req, now)
         if not second_factor_ok:
             await _record_failure(
@@ -137,7 +138,7 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
             raise AuthenticationError("The one-time code is not valid.")
 
     upgraded_hash = await rt.passwords.hash(req.password) if needs_rehash else None
-    async with conn.transaction():
+    async with tenant_transaction(conn, account.org_id):
         response = await _open_session(
             rt, conn, account, mfa_satisfied=account.totp_secret_sealed is not None, now=now
         )
@@ -272,7 +273,7 @@ async def logout(rt: Runtime, conn: asyncpg.Connection, principal: Principal, ct
     """End the caller's session."""
     _own_account(principal)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await repo.revoke_session(conn, principal.session_id, "logout", now)
         await record(conn, _session_event("auth.logout", principal), ctx, now)
 
@@ -281,7 +282,7 @@ async def logout_all(rt: Runtime, conn: asyncpg.Connection, principal: Principal
     """End every session of the caller's account, this one included."""
     _own_account(principal)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         count = await repo.revoke_account_sessions(conn, principal.account_id, "logout_all", now)
         await record(conn, _session_event("auth.logout_all", principal), ctx, now)
     return count
@@ -304,10 +305,11 @@ async def change_password(
     wait = retry_after(await repo.load_throttle(conn, "account", key, lock=False), now)
     if wait:
         raise ThrottledError(retry_after=wait)
-    account = await repo.get_login_account(conn, principal.account_id)
+    async with tenant_transaction(conn, principal.org_id):
+        account = await repo.get_login_account(conn, principal.account_id)
     matched, _ = await rt.passwords.verify(account.password_hash, req.current_password)
     if not matched:
-        async with conn.transaction():
+        async with tenant_transaction(conn, principal.org_id):
             state = await repo.load_throttle(conn, "account", key, lock=True)
             await repo.save_throttle(conn, "account", key, after_failure(state, policy, now), now)
             await record(
@@ -321,7 +323,7 @@ async def change_password(
         req.new_password, mfa_required=mfa_required_for(rt, account.role), email=account.email
     )
     new_hash = await rt.passwords.hash(req.new_password)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await repo.set_password_hash(conn, account.id, new_hash, now)
         await repo.revoke_account_sessions(
             conn, account.id, "password_change", now, keep=principal.session_id
@@ -335,7 +337,7 @@ async def enroll_totp(
     """Create a pending TOTP seed for the caller (refused when one is active)."""
     _own_account(principal)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         account = await repo.get_login_account(conn, principal.account_id)
         if account.totp_secret_sealed is not None:
             raise ConflictError("A second factor is already enrolled.")
@@ -362,7 +364,7 @@ async def confirm_totp(
     """
     _own_account(principal)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         account = await repo.get_login_account(conn, principal.account_id)
         if account.totp_secret_sealed is not None:
             raise ConflictError("A second factor is already enrolled.")
@@ -382,7 +384,7 @@ async def confirm_totp(
             await repo.revoke_account_sessions(conn, account.id, "mfa_change", now, keep=principal.session_id)
             await record(conn, _session_event("auth.mfa_confirm", principal), ctx, now)
     if not ok:
-        async with conn.transaction():
+        async with tenant_transaction(conn, principal.org_id):
             await record(conn, _session_event("auth.mfa_confirm", principal, Outcome.MINOR_FAILURE), ctx, now)
         raise AuthenticationError("The one-time code is not valid.")
     return RecoveryCodesResponse(recovery_codes=codes)

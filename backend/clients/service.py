@@ -12,6 +12,7 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
+from backend.db.tenancy import tenant_transaction
 from backend.errors import NotFoundError
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
@@ -35,7 +36,7 @@ async def read_client(
 ) -> ClientRecord:
     """Read a client's record (``records.read``), naming the consent or break-glass that allowed it."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         target = await consent_repo.account_role(conn, client_id)
         if target is None or target[1] != "client":
             raise NotFoundError

@@ -30,6 +30,7 @@ from backend.consent.schemas import (
     EmergencyAccessRequest,
     EmergencyAccessView,
 )
+from backend.db.tenancy import system_transaction, tenant_transaction
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.keys import repository as keys_repo
 from backend.policy import Action as PolicyAction
@@ -152,20 +153,19 @@ async def grant(
         raise InvalidInputError("The statement is dated in the future.")
     if statement.valid_until is not None and statement.valid_until <= now:
         raise InvalidInputError("The consent would already have expired.")
-    if statement.grantee_type == "organization":
-        if statement.grantee_id != principal.org_id:
-            raise InvalidInputError("An organization grant must name this organization.")
-    else:
-        grantee = await repo.account_role(conn, statement.grantee_id)
-        if (
-            grantee is None
-            or grantee[0] != principal.org_id
-            or grantee[1] != "clinician"
-            or grantee[2] != "active"
-        ):
-            raise InvalidInputError("The grantee is not an active clinician of this organization.")
+    if statement.grantee_type == "organization" and statement.grantee_id != principal.org_id:
+        raise InvalidInputError("An organization grant must name this organization.")
     statement_json = encode(statement)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
+        if statement.grantee_type != "organization":
+            grantee = await repo.account_role(conn, statement.grantee_id)
+            if (
+                grantee is None
+                or grantee[0] != principal.org_id
+                or grantee[1] != "clinician"
+                or grantee[2] != "active"
+            ):
+                raise InvalidInputError("The grantee is not an active clinician of this organization.")
         await _verify_statement(conn, statement)
         existing = await repo.get_consent(conn, statement.consent_id, lock=True)
         if existing is not None:
@@ -233,7 +233,7 @@ async def revoke(
 ) -> ConsentGranted:
     """Record a client's signed revocation; it takes effect on the very next request."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_consent(conn, consent_id, lock=True)
         if row is None:
             raise NotFoundError("No such consent.")
@@ -289,7 +289,7 @@ async def list_consents(
     """Consents the caller may see: a client theirs, a clinician those naming them, compliance all."""
     require(principal.actor, PolicyAction.LIST_CONSENTS, Resource(org_id=principal.org_id))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         match principal.role:
             case "client":
                 rows = await repo.list_consents(conn, org_id=principal.org_id, client_id=principal.account_id)
@@ -323,7 +323,7 @@ async def history(
 ) -> ConsentHistory:
     """A consent's events with the client's statements and the server's receipts."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_consent(conn, consent_id)
         if row is None:
             raise NotFoundError("No such consent.")
@@ -357,7 +357,7 @@ async def history(
 async def expire_due(rt: Runtime, conn: asyncpg.Connection, ctx: AuditContext, *, batch: int = 500) -> int:
     """Record expiry events for consents whose validity ended; returns how many."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with system_transaction(conn):
         rows = await repo.due_for_expiry(conn, now, batch)
         for row in rows:
             await repo.insert_event(
@@ -433,14 +433,6 @@ async def open_emergency(
     ctx: AuditContext,
 ) -> EmergencyAccessView:
     """A clinician opens break-glass access to one client, for a stated reason and a short time."""
-    target = await repo.account_role(conn, req.client_id)
-    if target is None or target[1] != "client":
-        raise NotFoundError
-    require(
-        principal.actor,
-        PolicyAction.OPEN_EMERGENCY_ACCESS,
-        Resource(org_id=target[0], client_id=req.client_id),
-    )
     now = rt.clock.now()
     row = repo.EmergencyRow(
         id=uuid.uuid4(),
@@ -454,7 +446,15 @@ async def open_emergency(
         approved_at=None,
         closed_at=None,
     )
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
+        target = await repo.account_role(conn, req.client_id)
+        if target is None or target[1] != "client":
+            raise NotFoundError
+        require(
+            principal.actor,
+            PolicyAction.OPEN_EMERGENCY_ACCESS,
+            Resource(org_id=target[0], client_id=req.client_id),
+        )
         await repo.insert_emergency(conn, row)
         await record(conn, _emergency_event(principal, "emergency.open", row), ctx, now)
         # The client is told (ids only; the push stream and their disclosures carry it).
@@ -467,7 +467,7 @@ async def approve_emergency(
 ) -> EmergencyAccessView:
     """A second person, holding the custodian key, approves a break-glass opening."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_emergency(conn, access_id)
         if row is None:
             raise NotFoundError("No such emergency access.")
@@ -492,7 +492,7 @@ async def close_emergency(
 ) -> EmergencyAccessView:
     """End a break-glass opening early (its clinician or a compliance officer)."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_emergency(conn, access_id)
         if row is None or row.org_id != principal.org_id:
             raise NotFoundError("No such emergency access.")
@@ -513,8 +513,8 @@ async def list_emergencies(
     require(principal.actor, PolicyAction.LIST_EMERGENCY_ACCESS, Resource(org_id=principal.org_id))
     now = rt.clock.now()
     clinician = principal.account_id if principal.role == "clinician" else None
-    rows = await repo.list_emergencies(conn, org_id=principal.org_id, clinician_id=clinician)
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
+        rows = await repo.list_emergencies(conn, org_id=principal.org_id, clinician_id=clinician)
         await record(
             conn,
             AuditEvent(

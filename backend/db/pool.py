@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import cast
 
 import asyncpg
 
+from backend.db.tenancy import tenant_transaction
 from backend.errors import UnavailableError
 from backend.settings import Settings
 
@@ -48,8 +50,9 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
     asyncpg still rolls back an open transaction and drops listeners on release. The
     service never changes session state on pooled connections: settings are applied
-    per transaction (``SET LOCAL``/``set_config(..., true)``), advisory locks and
-    LISTEN use dedicated connections. So there is nothing left to reset.
+    per transaction (``SET LOCAL``/``set_config(..., true)``; the organization that
+    row-level security reads among them, see :mod:`backend.db.tenancy`), advisory
+    locks and LISTEN use dedicated connections. So there is nothing left to reset.
     """
     del conn
 
@@ -70,7 +73,12 @@ async def connection(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterato
 
 
 @asynccontextmanager
-async def transaction(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterator[asyncpg.Connection]:
-    """A connection inside one transaction: commit on success, roll back on error."""
-    async with connection(pool, acquire_timeout) as conn, conn.transaction():
+async def transaction(
+    pool: asyncpg.Pool, acquire_timeout: float, *, org_id: uuid.UUID, readonly: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection inside one transaction for ``org_id``: commit on success, roll back on error.
+
+    See :func:`backend.db.tenancy.tenant_transaction`.
+    """
+    async with connection(pool, acquire_timeout) as conn, tenant_transaction(conn, org_id, readonly=readonly):
         yield conn

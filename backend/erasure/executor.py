@@ -33,6 +33,7 @@ import structlog
 from backend.audit_trail import Action, AuditContext, AuditEvent, Outcome, record
 from backend.consent import repository as consent_repo
 from backend.db.pool import connection
+from backend.db.tenancy import system_transaction
 from backend.erasure import repository as repo
 from backend.retention import repository as retention_repo
 from backend.runtime import Runtime
@@ -120,7 +121,7 @@ async def execute(
 
 async def _start(rt: Runtime, conn: asyncpg.Connection, request_id: uuid.UUID, ctx: AuditContext) -> str:
     now = rt.clock.now()
-    async with conn.transaction():
+    async with system_transaction(conn):
         request = await repo.lock_request(conn, request_id, skip_locked=True)
         if request is None:
             return "busy"
@@ -152,7 +153,7 @@ async def _sweep(
 ) -> str:
     after = 0
     while True:
-        async with conn.transaction():
+        async with system_transaction(conn):
             request = await repo.lock_request(conn, request_id, skip_locked=True)
             if request is None:
                 return "busy"
@@ -230,7 +231,7 @@ _BASIS: dict[str, str] = {
 
 async def _finish(rt: Runtime, conn: asyncpg.Connection, request_id: uuid.UUID, ctx: AuditContext) -> str:
     now = rt.clock.now()
-    async with conn.transaction():
+    async with system_transaction(conn):
         request = await repo.lock_request(conn, request_id, skip_locked=True)
         if request is None:
             return "busy"

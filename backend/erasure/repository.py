@@ -17,6 +17,7 @@ __all__ = [
     "complete",
     "delete_remaining",
     "get_request",
+    "get_request_by_receipt",
     "insert_request",
     "kept_counts",
     "key_bundles",
@@ -102,6 +103,22 @@ async def insert_request(
 async def get_request(conn: asyncpg.Connection, request_id: uuid.UUID) -> RequestRow | None:
     """One request."""
     row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM erasure_requests WHERE id = $1", request_id)  # noqa: S608
+    return None if row is None else _row(row)
+
+
+async def get_request_by_receipt(
+    conn: asyncpg.Connection, request_id: uuid.UUID, receipt_digest: bytes
+) -> RequestRow | None:
+    """One request, for the holder of its receipt token, before any organization is known.
+
+    Through the SECURITY DEFINER function of migration 0013 (row-level security hides
+    the table outside a transaction of the request's organization).
+    """
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM erasure_request_by_receipt($1, $2)",  # noqa: S608 -- fixed columns
+        request_id,
+        receipt_digest,
+    )
     return None if row is None else _row(row)
 
 

@@ -19,6 +19,7 @@ import asyncpg
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.erasure import repository as repo
 from backend.erasure.schemas import (
     ErasureDecision,
@@ -94,7 +95,7 @@ async def file_request(
     )
     token, digest = _receipt()
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.insert_request(
             conn,
             request_id=uuid.uuid4(),
@@ -120,7 +121,7 @@ async def list_own(
         Resource(org_id=principal.org_id, owner_id=principal.account_id),
     )
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_requests(
             conn,
             org_id=principal.org_id,
@@ -164,7 +165,7 @@ async def list_requests(
     if before is not None and before < 1:
         raise InvalidCursorError
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_requests(
             conn, org_id=principal.org_id, client_id=None, status=status, before_seq=before, limit=limit + 1
         )
@@ -198,7 +199,7 @@ async def decide(
     """Approve or reject a pending request, with a reason (never one's own)."""
     require(principal.actor, PolicyAction.LIST_ERASURE_REQUESTS, Resource(org_id=principal.org_id))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.lock_request(conn, request_id, skip_locked=False)
         if row is None:
             raise NotFoundError
@@ -224,7 +225,7 @@ async def outcome(
     digest = hashlib.sha256(token.encode("ascii")).digest()
     now = rt.clock.now()
     async with conn.transaction():
-        row = await repo.get_request(conn, request_id)
+        row = await repo.get_request_by_receipt(conn, request_id, digest)
         if row is None or not hmac.compare_digest(row.receipt_digest, digest):
             raise NotFoundError
         await record(conn, _event(None, "erasure.outcome", Action.READ, row), ctx, now)

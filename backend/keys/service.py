@@ -17,6 +17,7 @@ import asyncpg
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.errors import (
     ConflictError,
     InvalidInputError,
@@ -75,7 +76,7 @@ async def publish_bundle(
     canonical = encode(bundle)
     fingerprint = bundle_fingerprint(bundle)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await repo.lock_account_keys(conn, principal.account_id)
         existing = await repo.list_bundles(conn, principal.account_id)
         for row in existing:
@@ -127,7 +128,7 @@ async def revoke_bundle(
     """Mark one of the caller's key versions revoked (it stays listed, for old data)."""
     require(principal.actor, PolicyAction.MANAGE_OWN_KEYS, _own(principal))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await repo.lock_account_keys(conn, principal.account_id)
         if not await repo.revoke_bundle(conn, principal.account_id, key_version, now):
             raise NotFoundError("No such key version.")
@@ -138,12 +139,12 @@ async def list_keys(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, account_id: uuid.UUID, ctx: AuditContext
 ) -> KeyListing:
     """Every key version of an account in the caller's organization, with fingerprints."""
-    org_id = await repo.account_org(conn, account_id)
-    if org_id is None:
-        raise NotFoundError
-    require(principal.actor, PolicyAction.READ_PUBLIC_KEYS, Resource(org_id=org_id, owner_id=account_id))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
+        org_id = await repo.account_org(conn, account_id)
+        if org_id is None:
+            raise NotFoundError
+        require(principal.actor, PolicyAction.READ_PUBLIC_KEYS, Resource(org_id=org_id, owner_id=account_id))
         rows = await repo.list_bundles(conn, account_id)
         await record(conn, _event(principal, Action.READ, "key.read", account_id), ctx, now)
     live = [row.key_version for row in rows if row.revoked_at is None]
@@ -196,7 +197,7 @@ async def put_backup(
         raise InvalidInputError("The key backup names another account.")
     blob = encode(backup)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await repo.lock_account_keys(conn, principal.account_id)
         published = {row.key_version for row in await repo.list_bundles(conn, principal.account_id)}
         if backup.key_version not in published:
@@ -241,7 +242,7 @@ async def get_backup(
     """The caller's own key backup and its revision."""
     require(principal.actor, PolicyAction.MANAGE_OWN_KEYS, _own(principal))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_backup(conn, principal.account_id)
         if row is None:
             raise NotFoundError("No key backup is stored.")

@@ -26,6 +26,7 @@ from backend.audit_trail.writer import event_parameters
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ConflictError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.messaging import repository as repo
@@ -237,7 +238,7 @@ async def create_conversation(
     if req.kind == "direct" and req.clinicians:
         raise InvalidInputError("A direct conversation is one client with one clinician.")
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         facts = None
         if req.client_id is not None:
             if await _account(conn, req.client_id, principal.org_id) != "client":
@@ -281,7 +282,7 @@ async def get_conversation(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, conversation_id: uuid.UUID, ctx: AuditContext
 ) -> ConversationView:
     """A conversation and its members, as the caller may see them."""
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         conversation, members, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
@@ -299,7 +300,7 @@ async def list_conversations(
 ) -> ConversationList:
     """The caller's conversations (invitations to support groups included)."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_conversations(conn, principal.account_id, 200)
         views = [_view(principal, row, await repo.list_members(conn, row.id)) for row in rows]
         await record(
@@ -329,7 +330,7 @@ async def add_member(
 ) -> ConversationView:
     """A clinician member adds a clinician, or invites a client into a support group."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.MANAGE_MEMBERS
         )
@@ -374,7 +375,7 @@ async def remove_member(
 ) -> ConversationView:
     """Remove a member (a clinician member removes anyone; anyone may leave)."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         action = (
             PolicyAction.READ_CONVERSATION
             if account_id == principal.account_id
@@ -403,7 +404,7 @@ async def join(
 ) -> ConversationView:  # fmt: skip
     """A client accepts a support-group invitation under a pseudonym (their own consent)."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.JOIN_CONVERSATION
         )
@@ -446,7 +447,7 @@ async def send_message(
     body = encode(envelope)
     digest = hashlib.sha256(body).digest()
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         context, decision = await _authorized(
             rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE,
             message_id=envelope.item_id, bundles=True,
@@ -556,7 +557,7 @@ async def list_messages(
     before_seq = decode_cursor(rt.keys, scope, before) if before else None
     limit = max(1, min(limit, MAX_PAGE))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
@@ -598,7 +599,7 @@ async def mark_read(
 ) -> int:
     """Mark messages read up to one of them; returns how many changed."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         context, decision = await _authorized(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION, message_id=up_to
         )

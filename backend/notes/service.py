@@ -24,6 +24,7 @@ from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.keys import repository as keys_repo
@@ -101,7 +102,7 @@ async def publish_custodian_key(
     verify_bundle(bundle)
     canonical = encode(bundle)
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         await keys_repo.lock_account_keys(conn, principal.org_id)
         existing = await repo.custodian_keys(conn, principal.org_id)
         for row in existing:
@@ -153,7 +154,8 @@ async def get_custodian_key(rt: Runtime, conn: asyncpg.Connection, principal: Pr
     """The organization's current custodian key (members encrypt notes to it)."""
     del rt
     require(principal.actor, PolicyAction.READ_PUBLIC_KEYS, Resource(org_id=principal.org_id))
-    rows = await repo.custodian_keys(conn, principal.org_id)
+    async with tenant_transaction(conn, principal.org_id, readonly=True):
+        rows = await repo.custodian_keys(conn, principal.org_id)
     if not rows:
         raise NotFoundError("No custodian key is registered.")
     return CustodianKeyView(
@@ -326,7 +328,7 @@ async def create_note(
     """Write a note about a client."""
     if envelope.kind is not EnvelopeKind.NOTE or envelope.context_id != client_id:
         raise InvalidInputError("The envelope is not a note about this client.")
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         org_id = await _client_org(conn, client_id)
         facts = await load_client_facts(conn, principal.account_id, client_id, rt.clock.now())
         decision = require(
@@ -354,7 +356,7 @@ async def amend_note(
     ctx: AuditContext,
 ) -> tuple[NoteStored, bool]:
     """The author amends a note: a new, linked note; the original is never rewritten."""
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         original = await repo.get_note(conn, note_id, principal.account_id, rt.clock.now())
         if original is None or original.org_id != principal.org_id:
             raise NotFoundError
@@ -400,7 +402,7 @@ async def share_note(
 ) -> NoteStored:
     """The author re-issues a note's envelope with added recipients, and nothing else changed."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         note = await repo.get_note(conn, note_id, principal.account_id, now)
         if note is None or note.org_id != principal.org_id:
             raise NotFoundError
@@ -516,7 +518,7 @@ async def list_notes(
     position = decode_cursor(rt.keys, f"notes:{client_id}", after) if after else 0
     limit = max(1, min(limit, MAX_PAGE))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         org_id, decision, author_only = await _read_access(rt, conn, principal, client_id)
         rows = await repo.list_notes(
             conn,
@@ -552,7 +554,7 @@ async def get_note(
 ) -> NoteView:
     """One note, if the caller may read it."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_note(conn, note_id, principal.account_id, now)
         if row is None or row.org_id != principal.org_id:
             raise NotFoundError
@@ -590,7 +592,7 @@ async def add_key_wraps(
 ) -> int:
     """The custodian's holder (never the requester) approves break-glass and hands over re-wrapped keys."""
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         access = await consent_repo.get_emergency(conn, access_id)
         if access is None:
             raise NotFoundError

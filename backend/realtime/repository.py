@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import msgspec
 
+from backend.db.tenancy import tenant_transaction
 from backend.realtime.outbox import EVENTS_LOCK_SQL
 
 __all__ = ["EventRow", "Page", "read_page", "tail_id"]
@@ -62,6 +63,7 @@ async def read_page(
     *,
     session_id: uuid.UUID,
     account_id: uuid.UUID,
+    org_id: uuid.UUID,
     after: int,
     limit: int,
     now: dt.datetime,
@@ -72,7 +74,7 @@ async def read_page(
     is in flight: every id below the last one returned is committed (see
     :mod:`backend.realtime.outbox`).
     """
-    async with conn.transaction():
+    async with tenant_transaction(conn, org_id):
         await conn.execute(EVENTS_LOCK_SQL, account_id)
         rows = await conn.fetch(_PAGE, session_id, now, account_id, after, limit)
     live = bool(rows[0][0])

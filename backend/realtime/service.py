@@ -55,7 +55,9 @@ async def subscribe(rt: Runtime, principal: Principal, ctx: AuditContext, after:
         Resource(org_id=principal.org_id, owner_id=principal.account_id),
     )
     now = rt.clock.now()
-    async with transaction(rt.require_pool(), rt.settings.db_acquire_timeout_s) as conn:
+    async with transaction(
+        rt.require_pool(), rt.settings.db_acquire_timeout_s, org_id=principal.org_id
+    ) as conn:
         start = after if after is not None else await repo.tail_id(conn, principal.account_id)
         await record(
             conn,
@@ -97,6 +99,7 @@ async def _read_page(rt: Runtime, principal: Principal, after: int) -> repo.Page
             conn,
             session_id=principal.session_id,
             account_id=principal.account_id,
+            org_id=principal.org_id,
             after=after,
             limit=PAGE_SIZE,
             now=rt.clock.now(),

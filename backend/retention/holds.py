@@ -12,6 +12,7 @@ import asyncpg
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ConflictError, InvalidCursorError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.policy import Action as PolicyAction
@@ -68,7 +69,7 @@ async def place_hold(
             "A client hold names client_id only; a conversation hold conversation_id only."
         )
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         if body.client_id is not None:
             found = await repo.client_org(conn, body.client_id)
             if found is None:
@@ -111,7 +112,7 @@ async def release_hold(
     """Release a hold (once); deletions it stopped resume with the next retention run."""
     require(principal.actor, PolicyAction.RELEASE_LEGAL_HOLD, Resource(org_id=principal.org_id))
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         row = await repo.get_hold(conn, hold_id, lock=True)
         if row is None:
             raise NotFoundError
@@ -150,7 +151,7 @@ async def list_holds(
     if before is not None and before < 1:
         raise InvalidCursorError
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_holds(
             conn, principal.org_id, active=active, before_seq=before, limit=limit + 1
         )

@@ -8,6 +8,7 @@ import asyncpg
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
+from backend.db.tenancy import tenant_transaction
 from backend.errors import InvalidCursorError, InvalidInputError, NotFoundError
 from backend.http.cursors import decode_cursor, encode_cursor
 from backend.policy import Action as PolicyAction
@@ -61,7 +62,8 @@ def _view(row: repo.PolicyRow, settings: Settings) -> PolicyView:
 async def list_policies(rt: Runtime, conn: asyncpg.Connection, principal: Principal) -> PolicyList:
     """The policy of every category for the caller's organization."""
     require(principal.actor, PolicyAction.READ_RETENTION_POLICIES, Resource(org_id=principal.org_id))
-    rows = {row.category: row for row in await repo.list_policies(conn, principal.org_id)}
+    async with tenant_transaction(conn, principal.org_id, readonly=True):
+        rows = {row.category: row for row in await repo.list_policies(conn, principal.org_id)}
     return PolicyList(items=[_view(rows[c], rt.settings) for c in CATEGORIES if c in rows])
 
 
@@ -81,7 +83,7 @@ async def set_policy(
     if body.period_days < floor:
         raise InvalidInputError(f"The retention period of {category} may not be shorter than {floor} days.")
     now = rt.clock.now()
-    async with conn.transaction():
+    async with tenant_transaction(conn, principal.org_id):
         old = await repo.get_policy(conn, principal.org_id, category, lock=True)
         if old is None:  # pragma: no cover -- the migration ships a default for every category
             raise NotFoundError("There is no such data category.")

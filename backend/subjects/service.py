@@ -36,6 +36,7 @@ import structlog
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.db.pool import connection, transaction
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ThrottledError
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
@@ -92,14 +93,16 @@ async def _archive(
     try:
         async with (
             connection(rt.require_pool(), rt.settings.db_acquire_timeout_s) as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
+            tenant_transaction(conn, principal.org_id, isolation="repeatable_read", readonly=True),
         ):
             await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = '{_IDLE_IN_TRANSACTION}'")
-            # The first query: it takes the snapshot every section is read from.
+            # The snapshot every section is read from was taken as the transaction began.
             if not await repo.try_lock(conn, principal.account_id):
                 raise ThrottledError(_RETRY_AFTER_S, "An export of this account is already running.")
             now = rt.clock.now()
-            async with transaction(rt.require_pool(), rt.settings.db_acquire_timeout_s) as audit_conn:
+            async with transaction(
+                rt.require_pool(), rt.settings.db_acquire_timeout_s, org_id=principal.org_id
+            ) as audit_conn:
                 await record(
                     audit_conn,
                     AuditEvent(

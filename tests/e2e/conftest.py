@@ -17,7 +17,7 @@ import pytest
 
 from backend.db.embedded import free_port
 from tests.at_rest import SecretRegistry, dump_database, recording, scan
-from tests.conftest import ROOT
+from tests.conftest import ROOT, PgServer, as_role
 
 CONFIDE = str(Path(sys.executable).parent / "confide")
 
@@ -84,8 +84,13 @@ def at_rest(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretRegistry]:
 
 
 @pytest.fixture
-def start_server(database_url: str, tmp_path: Path, at_rest: SecretRegistry) -> Iterator[object]:
+def start_server(
+    database_url: str, pg_server: PgServer, tmp_path: Path, at_rest: SecretRegistry
+) -> Iterator[object]:
     """Start ``confide serve`` processes; afterwards, search the database and logs for secrets.
+
+    The servers (and the ``confide`` commands run beside them) connect as the suite's
+    application role when there is one (see ``tests/conftest.py``), as in production.
 
     When the test is over and its servers have stopped, a ``pg_dump`` of the test's
     database and every server log must hold none of the private keys, sealed plaintexts,
@@ -95,7 +100,8 @@ def start_server(database_url: str, tmp_path: Path, at_rest: SecretRegistry) -> 
 
     def start(**extra: str) -> RunningServer:
         port = free_port()
-        env = server_env(database_url, CONFIDE_PORT=str(port), **extra)
+        url = as_role(database_url, pg_server.app_role) if pg_server.app_role else database_url
+        env = server_env(url, CONFIDE_PORT=str(port), **extra)
         log_path = tmp_path / f"server-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(

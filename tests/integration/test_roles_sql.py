@@ -24,7 +24,9 @@ from backend.app import create_app
 from backend.cli import main
 from backend.clock import FrozenClock
 from backend.db.embedded import EmbeddedPostgres
+from backend.db.tenancy import tenant_transaction
 from tests.conftest import ROOT, PgServer, make_settings, with_database
+from tests.retention_helpers import HASH
 
 ROLES_SQL = ROOT / "deploy" / "postgres" / "roles.sql"
 PSQL = EmbeddedPostgres(ROOT / ".data" / "pg-test").bin_dir / "psql"
@@ -256,3 +258,35 @@ async def test_grant_failure_is_reported(migrate: Migrate) -> None:
     assert code == 1
     assert "migrations applied:" in out
     assert "granting 'no_such_role_here' failed" in err
+
+
+async def test_row_level_security_fences_the_app_role_and_not_the_owner(
+    deployment: Deployment, migrate: Migrate
+) -> None:
+    """Issue 9: the owner (no superuser, no BYPASSRLS) sees every row; the app role one organization's."""
+    code, _, err = await migrate("--grant-app-role", deployment.app)
+    assert code == 0, err
+    org = uuid.uuid4()
+    owner = await asyncpg.connect(deployment.url_as(deployment.owner))
+    app = await asyncpg.connect(deployment.url_as(deployment.app))
+    try:
+        await owner.execute(
+            "INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, 'fenced', 'Fenced', now())",
+            org,
+        )
+        await owner.execute(
+            "INSERT INTO accounts (id, org_id, email, display_name, role, password_hash, password_changed_at,"
+            " created_at) VALUES ($1, $2, 'a@fenced.example', 'A', 'admin', $3, now(), now())",
+            uuid.uuid4(),
+            org,
+            HASH,
+        )
+        assert await owner.fetchval("SELECT count(*) FROM accounts") == 1
+        assert await app.fetchval("SELECT count(*) FROM accounts") == 0
+        async with tenant_transaction(app, org):
+            assert await app.fetchval("SELECT count(*) FROM accounts") == 1
+        async with tenant_transaction(app, uuid.uuid4()):
+            assert await app.fetchval("SELECT count(*) FROM accounts") == 0
+    finally:
+        await owner.close()
+        await app.close()
