@@ -93,9 +93,10 @@ EXTRA_STATUSES: Mapping[str, frozenset[int]] = {
     "releaseLegalHold": frozenset({409}),
     "fileErasureRequest": frozenset({409}),
     "decideErasureRequest": frozenset({409, 422}),
+    "listErasureRequests": frozenset({422}),
     "createConversation": frozenset({200, 404, 409, 422}),
     "addConversationMember": frozenset({404, 409, 422}),
-    "removeConversationMember": frozenset({409}),
+    "removeConversationMember": frozenset({409, 422}),
     "joinConversation": frozenset({409}),
     "sendMessage": frozenset({200, 409, 422}),
     "listMessages": frozenset({422}),
@@ -122,8 +123,14 @@ _RAW_BODIES: Mapping[str, RequestBody] = {
     ),
 }
 # Answers whose media type depends on a parameter (the audit export's ``format``).
-_SUCCESS_MEDIA_TYPES: Mapping[str, tuple[str, ...]] = {
-    "exportAuditTrail": ("application/jsonl", "text/csv", "application/fhir+json"),
+_SUCCESS_MEDIA_TYPES: Mapping[str, Mapping[str, Schema]] = {
+    "exportAuditTrail": {
+        "application/jsonl": Schema(type=OpenAPIType.STRING, description="JSON Lines, verifiable offline"),
+        "text/csv": Schema(type=OpenAPIType.STRING),
+        "application/fhir+json": Schema(
+            type=OpenAPIType.OBJECT, description="A FHIR R4 Bundle of AuditEvent"
+        ),
+    },
 }
 _BOUNDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusive_minimum"), ("lt", "exclusive_maximum"))
 
@@ -215,8 +222,7 @@ def _operation_class(handler: HTTPRouteHandler) -> type[Operation]:
             success = (self.responses or {}).get(str(handler.status_code))
             if media_types and isinstance(success, OpenAPIResponse):
                 success.content = {
-                    media_type: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING))
-                    for media_type in media_types
+                    media_type: OpenAPIMediaType(schema=schema) for media_type, schema in media_types.items()
                 }
 
     return DocumentedOperation

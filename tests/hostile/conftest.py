@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.db.embedded import free_port
-from tests.conftest import ROOT, PgServer, with_database
+from tests.conftest import ROOT, PgServer, as_role, with_database
 from tests.e2e.conftest import CONFIDE, RunningServer, server_env, wait_until_ready
 from tests.hostile.world import World, build_world
 
@@ -28,15 +28,20 @@ def module_database_url(pg_server: PgServer) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def start_module_server(
-    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+    module_database_url: str, pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[StartServer]:
-    """Start ``confide serve`` (uvicorn, one worker) with extra ``CONFIDE_*`` settings."""
+    """Start ``confide serve`` (uvicorn, one worker) with extra ``CONFIDE_*`` settings.
+
+    As in production (and tests/e2e), the server connects as the suite's application role
+    when there is one, so row-level security applies to everything tried here.
+    """
     started: list[RunningServer] = []
     logs = tmp_path_factory.mktemp("server-logs")
 
     def start(**extra: str) -> RunningServer:
         port = free_port()
-        env = server_env(module_database_url, CONFIDE_PORT=str(port), CONFIDE_LOG_LEVEL="warning", **extra)
+        url = as_role(module_database_url, pg_server.app_role) if pg_server.app_role else module_database_url
+        env = server_env(url, CONFIDE_PORT=str(port), CONFIDE_LOG_LEVEL="warning", **extra)
         log_path = Path(logs) / f"server-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
