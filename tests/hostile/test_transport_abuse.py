@@ -288,3 +288,23 @@ async def test_a_flood_leaves_the_server_responsive(server: RunningServer) -> No
     await asyncio.gather(*flood)
     assert set(statuses) <= {401, 429}, statuses
     assert max(latencies) < LIVENESS_S
+
+
+def test_granian_cuts_off_slow_heads_too(start_module_server: StartServer) -> None:
+    """The other supported server (``CONFIDE_SERVER=granian``) gets the same head deadline."""
+    granian = start_module_server(CONFIDE_SERVER="granian", CONFIDE_HEADER_TIMEOUT_S=str(HEAD_TIMEOUT_S))
+
+    async def slow_head() -> tuple[float, bytes]:
+        reader, writer = await _connect(granian)
+        try:
+            writer.write(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            await writer.drain()
+            started = time.monotonic()
+            answer = await asyncio.wait_for(reader.read(), LIVENESS_S)
+            return time.monotonic() - started, answer
+        finally:
+            writer.close()
+
+    waited, answer = asyncio.run(slow_head())
+    assert waited < LIVENESS_S
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
