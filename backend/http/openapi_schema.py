@@ -2,8 +2,10 @@
 
 Litestar's own Struct schemas leave out two facts clients (and fuzzers) need:
 
-- a Struct declared ``forbid_unknown_fields=True`` refuses extra keys (400), so its
-  schema says ``additionalProperties: false``;
+- a Struct declared ``forbid_unknown_fields=True`` refuses extra keys (400), and a
+  Struct the server encodes has exactly its fields, so every Struct schema says
+  ``additionalProperties: false`` (a response with a field the document does not list
+  fails the fuzzer's schema check: B-07, response minimisation);
 - msgspec writes ``bytes`` as base64 text, so a bytes field is a string with
   ``contentEncoding: base64`` whose length bounds are those of the base64 text, not of
   the raw bytes (Litestar documents them as UTF-8 text with the byte counts).
@@ -69,7 +71,7 @@ def _as_base64(schema: Schema | Reference) -> None:
 
 
 class WireStructSchemaPlugin(StructSchemaPlugin):
-    """Struct schemas: ``additionalProperties: false`` where unknown fields are refused; bytes as base64."""
+    """Struct schemas: ``additionalProperties: false``; bytes as base64."""
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: Any) -> Schema:
         """Litestar's Struct schema, corrected for what msgspec does on the wire."""
@@ -77,8 +79,9 @@ class WireStructSchemaPlugin(StructSchemaPlugin):
         info = msgspec.inspect.type_info(field_definition.type_)
         if not isinstance(info, msgspec.inspect.StructType):  # pragma: no cover -- only Structs reach here
             return schema
-        if info.forbid_unknown_fields:
-            schema.additional_properties = False
+        # Requests: every request Struct refuses unknown fields (tests/hostile/test_request_structs.py).
+        # Responses: msgspec writes a Struct's fields and nothing else.
+        schema.additional_properties = False
         hints = typing.get_type_hints(field_definition.type_, include_extras=True)
         for field in info.fields:
             if (
