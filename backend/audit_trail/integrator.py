@@ -209,6 +209,10 @@ class Integrator:
                     self.status.errors += 1
                     _log.error("audit_integration_failed", error_type=type(exc).__name__)
                     result = BatchResult(leader=False)
+                except Exception as exc:  # noqa: BLE001 -- a dead loop would stop the log silently
+                    self.status.errors += 1
+                    _log.error("audit_integration_crashed", error_type=type(exc).__name__)
+                    result = BatchResult(leader=False)
                 if result.leader and result.integrated >= self._batch:
                     continue
                 if until_idle and result.leader and result.integrated == 0:

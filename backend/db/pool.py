@@ -9,14 +9,26 @@ from contextlib import asynccontextmanager
 from typing import cast
 
 import asyncpg
+import structlog
 
 from backend.db.tenancy import tenant_transaction
 from backend.errors import UnavailableError
 from backend.settings import Settings
 
-__all__ = ["Pool", "connection", "create_pool", "transaction"]
+__all__ = ["CLIENT_GRACE_S", "Pool", "command_timeout_s", "connection", "create_pool", "transaction"]
 
 Pool = asyncpg.Pool
+
+_log = structlog.get_logger("confide.db")
+
+
+#: Added to the statement timeout for the client-side bound on every database wait.
+CLIENT_GRACE_S = 2.0
+
+
+def command_timeout_s(settings: Settings) -> float:
+    """How long this side waits for any one database answer (a query, a cancel, a rollback)."""
+    return settings.db_statement_timeout_ms / 1000 + CLIENT_GRACE_S
 
 
 async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
@@ -26,10 +38,13 @@ async def create_pool(settings: Settings, dsn: str) -> asyncpg.Pool:
         min_size=settings.db_pool_min,
         max_size=settings.db_pool_max,
         timeout=settings.db_connect_timeout_s,
-        # No per-query client timeout (each one costs a task); the server's
-        # statement_timeout bounds slow queries and the request deadline in the
-        # outer middleware bounds a stalled network.
-        command_timeout=None,
+        # The server's statement_timeout bounds slow queries. A stalled or black-holed
+        # network is bounded only on this side: without a client timeout, a query, the
+        # cancel request that follows a cancelled one, and the ROLLBACK after it would
+        # each wait for ever, holding the request past its deadline and the pool slot for
+        # good (tests/faults/test_database_network.py). The grace lets the server's own
+        # timeout answer first whenever the server is reachable. Costs one timer per query.
+        command_timeout=command_timeout_s(settings),
         max_inactive_connection_lifetime=300,
         reset=_keep_session,
         server_settings={
@@ -69,7 +84,14 @@ async def connection(pool: asyncpg.Pool, acquire_timeout: float) -> AsyncIterato
         # The pool hands out a proxy that behaves as the Connection it wraps.
         yield cast(asyncpg.Connection, conn)
     finally:
-        await asyncio.shield(pool.release(conn))
+        try:
+            await asyncio.shield(pool.release(conn))
+        except asyncpg.InternalClientError:
+            # The connection was lost (the server shut down or crashed) between asyncpg's
+            # release check and the release itself: asyncpg already put it back. Raising
+            # here would replace the error that matters (a 503) with an internal one (a
+            # 500), and end the audit integrator's loop (tests/faults/test_database_down.py).
+            _log.warning("db_release_after_loss")
 
 
 @asynccontextmanager

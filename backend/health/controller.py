@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import msgspec
 from litestar import Controller, Response, get, post
@@ -19,9 +21,19 @@ __all__ = ["BenchController", "HealthController", "HealthStatus"]
 class HealthStatus(msgspec.Struct, frozen=True, kw_only=True):
     """Health answer."""
 
+    # status: ok, degraded (serving; the database answers slowly) or unavailable.
+
     status: str
     database: str | None = None
     migrations: str | None = None
+
+
+#: A readiness check slower than this (at most a quarter of the statement timeout) is "degraded".
+SLOW_CHECK_S = 1.0
+
+
+def _slow_after_s(runtime: Runtime) -> float:
+    return min(SLOW_CHECK_S, runtime.settings.db_statement_timeout_ms / 4000)
 
 
 class HealthController(Controller):
@@ -38,7 +50,10 @@ class HealthController(Controller):
     @get("/ready", operation_id="healthReady", opt={"public": True})
     async def ready(self, state: State) -> Response[HealthStatus]:
         """200 when the database answers and the schema is current, else 503."""
+        # A database that answers slowly (network latency, overload) leaves the instance
+        # ready, since every instance shares it, but the answer says degraded/slow.
         runtime: Runtime = state.runtime
+        started = time.monotonic()
         try:
             async with connection(runtime.require_pool(), acquire_timeout=2.0) as conn:
                 outstanding = await pending(conn)
@@ -60,6 +75,8 @@ class HealthController(Controller):
                 HealthStatus(status="unavailable", database="ok", migrations="pending"),
                 status_code=503,
             )
+        if time.monotonic() - started > _slow_after_s(runtime):
+            return Response(HealthStatus(status="degraded", database="slow", migrations="current"))
         return Response(HealthStatus(status="ok", database="ok", migrations="current"))
 
 

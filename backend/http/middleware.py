@@ -140,26 +140,35 @@ class RequestContextMiddleware:
 
 
 class _BodyWatch:
-    """Passes ``receive`` through and notes whether an announced body arrived in full."""
+    """Passes ``receive`` through; notes whether the deadline caught the app waiting for body bytes."""
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self._receive = receive
         self._done = False
+        self._cancelled_waiting = False
         self._expected = any(
             name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in {b"", b"0"})
             for name, value in scope.get("headers", [])
         )
 
     async def receive(self) -> ReceiveMessage:
-        message = await self._receive()
+        try:
+            message = await self._receive()
+        except asyncio.CancelledError:
+            self._cancelled_waiting = True
+            raise
         if message["type"] == "http.request" and not message.get("more_body", False):
             self._done = True
         return message
 
     @property
     def incomplete(self) -> bool:
-        """A body was announced (a length above zero, or chunks) and has not all arrived."""
-        return self._expected and not self._done
+        """An announced body (a length above zero, or chunks) was still being waited for.
+
+        Only then is the delay the client's: a body the app had not asked for yet (it was
+        waiting for the database, say) is no fault of the client's (tests/faults).
+        """
+        return self._expected and not self._done and self._cancelled_waiting
 
 
 async def _send_timeout(send: Send, *, slow_body: bool = False) -> None:

@@ -237,12 +237,17 @@ def _internal(status: int) -> Response[Problem]:
 
 
 def _is_database_down(exc: Exception) -> bool:
+    """The database is unreachable, overloaded or timed out: transient, worth a retry (503)."""
     return isinstance(
         exc,
         asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
         | asyncpg.CannotConnectNowError
-        | asyncpg.QueryCanceledError
+        | asyncpg.QueryCanceledError  # statement_timeout
+        | asyncpg.LockNotAvailableError  # lock_timeout (55P03)
+        | asyncpg.DeadlockDetectedError  # the transaction was chosen to roll back
+        | asyncpg.SerializationError
+        | asyncpg.TooManyConnectionsError
         | asyncpg.AdminShutdownError
         | ConnectionError
         | TimeoutError

@@ -159,6 +159,33 @@ class Ledger:
         return counts
 
 
+NO_MESSAGE = uuid.UUID(int=0)
+
+
+async def request(
+    http: httpx.AsyncClient,
+    method: str,
+    path: str,
+    *,
+    label: str,
+    headers: dict[str, str] | None = None,
+    body: object = None,
+    params: dict[str, str | int] | None = None,
+) -> Outcome:
+    """Any request, with what its client saw (``label`` names it in ``request_id``)."""
+    outcome = Outcome(NO_MESSAGE, label, started=time.monotonic())
+    try:
+        response = await http.request(method, path, headers=headers, json=body, params=params)
+    except httpx.TransportError as exc:
+        outcome.error = type(exc).__name__
+    else:
+        outcome.status = response.status_code
+        if response.headers.get("content-type", "").startswith("application/problem+json"):
+            outcome.problem_type = msgspec.json.decode(response.content).get("type")
+    outcome.elapsed_s = time.monotonic() - outcome.started
+    return outcome
+
+
 def seal_many(parties: Parties, count: int, label: str = "storm") -> list[Envelope]:
     """``count`` messages from the clinician to the care team, sealed as a real client does."""
     recipients = [parties.doc_keys.bundle, parties.pat_keys.bundle]
@@ -196,8 +223,14 @@ async def storm(
     duration_s: float,
     stop: asyncio.Event | None = None,
     stop_on_transport_error: bool = False,
+    backoff_s: float = 0.0,
+    pace_s: float = 0.0,
 ) -> None:
-    """``workers`` concurrent senders draining ``envelopes``; bounded by count and by time."""
+    """``workers`` concurrent senders draining ``envelopes``; bounded by count and by time.
+
+    Each worker pauses ``pace_s`` between sends, and ``backoff_s`` after a send that was not
+    acknowledged (as a client would).
+    """
     queue = iter(envelopes)
     deadline = time.monotonic() + duration_s
     halt = stop or asyncio.Event()
@@ -209,6 +242,9 @@ async def storm(
             outcome = await send(http, parties, envelope, ledger)
             if outcome.status is None and stop_on_transport_error:
                 return
+            pause = pace_s + (0.0 if outcome.acknowledged else backoff_s)
+            if pause:
+                await asyncio.sleep(pause)
 
     await asyncio.gather(*(worker() for _ in range(workers)))
 

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -29,11 +30,11 @@ import httpx
 import pytest
 
 from audit.note import generate_signer
+from tests.e2e.conftest import RunningServer
 from tests.e2e.test_multi_instance import _officer
 from tests.e2e.test_push_two_processes import _set_up
 from tests.faults.support import (
     Ledger,
-    Servers,
     assert_log_dense,
     assert_nothing_half_written,
     export_and_verify,
@@ -53,7 +54,7 @@ STORM_S = 20.0
 
 
 async def test_sigkill_during_a_send_storm_loses_nothing_acknowledged(
-    servers: Servers, database_url: str, tmp_path: Path
+    start_server: Callable[..., RunningServer], database_url: str, tmp_path: Path
 ) -> None:
     """F-05: every 201 survives a SIGKILL of the server; every audit event reaches a log that verifies."""
     env = {
@@ -63,7 +64,7 @@ async def test_sigkill_during_a_send_storm_loses_nothing_acknowledged(
         "CONFIDE_AUDIT_INTEGRATE_INTERVAL_S": "0.05",
         "CONFIDE_LOG_LEVEL": "warning",
     }
-    first = servers.start(database_url, **env)
+    first = start_server(**env)
     async with httpx.AsyncClient(base_url=first.base_url, timeout=10) as http:
         parties = await _set_up(first, http)
         officer = await _officer(http, parties.admin)
@@ -97,7 +98,7 @@ async def test_sigkill_during_a_send_storm_loses_nothing_acknowledged(
         before_retry = await assert_nothing_half_written(db, ledger)
         assert before_retry >= KILL_AFTER_ACKS
 
-        second = servers.start(database_url, **env)
+        second = start_server(**env)
         async with httpx.AsyncClient(base_url=second.base_url, timeout=10) as http:
             # The client side of F-03: unanswered sends are retried with the same bytes.
             in_doubt = ledger.unresolved()
