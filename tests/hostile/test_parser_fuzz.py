@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -54,12 +55,13 @@ from crypto.public.wire import decode_key_backup
 from tests.unit.audit.conftest import make_leaves
 from tests.unit.crypto.export_fixtures import ArchiveBuilder
 
-# Small, derandomized budgets: the same inputs every run (B-08's nightly long run is
-# `CONFIDE_FUZZ_EXAMPLES=100000 pytest tests/hostile/test_parser_fuzz.py`).
+# Small, derandomized budgets: the same inputs every run. A long run (B-08's nightly) sets
+# `CONFIDE_PARSER_FUZZ_EXAMPLES=100000`, which also draws new random inputs each time.
+_LONG_RUN = "CONFIDE_PARSER_FUZZ_EXAMPLES" in os.environ
 FUZZ = settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("CONFIDE_PARSER_FUZZ_EXAMPLES", "300")),
     deadline=None,
-    derandomize=True,
+    derandomize=not _LONG_RUN,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
