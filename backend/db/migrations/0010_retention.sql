@@ -342,9 +342,19 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END $$;
 
+-- Most of the time no hold is active anywhere: one index probe, and the checks are skipped.
+CREATE FUNCTION legal_holds_active() RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM legal_holds WHERE released_at IS NULL)
+$$;
+CREATE INDEX legal_holds_active_idx ON legal_holds (id) WHERE released_at IS NULL;
+
 CREATE FUNCTION legal_hold_check_conversation_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     -- messages, attachments, conversation_members: rows carrying conversation_id.
     IF EXISTS (SELECT 1 FROM old_rows o JOIN held_conversations h ON h.conversation_id = o.conversation_id) THEN
         PERFORM legal_hold_refuse();
@@ -355,6 +365,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_conversations() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     IF EXISTS (SELECT 1 FROM old_rows o JOIN held_conversations h ON h.conversation_id = o.id) THEN
         PERFORM legal_hold_refuse();
     END IF;
@@ -364,6 +377,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_recipients() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     IF EXISTS (SELECT 1 FROM old_rows o JOIN messages m ON m.seq = o.message_seq
                JOIN held_conversations h ON h.conversation_id = m.conversation_id) THEN
         PERFORM legal_hold_refuse();
@@ -374,6 +390,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_chunks() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     IF EXISTS (SELECT 1 FROM old_rows o JOIN attachments a ON a.id = o.attachment_id
                JOIN held_conversations h ON h.conversation_id = a.conversation_id) THEN
         PERFORM legal_hold_refuse();
@@ -384,6 +403,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_client_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     -- notes, consent_events: rows carrying client_id.
     IF EXISTS (SELECT 1 FROM old_rows o JOIN held_accounts h ON h.account_id = o.client_id) THEN
         PERFORM legal_hold_refuse();
@@ -394,6 +416,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_note_envelopes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     IF EXISTS (SELECT 1 FROM old_rows o JOIN notes n ON n.id = o.note_id
                JOIN held_accounts h ON h.account_id = n.client_id) THEN
         PERFORM legal_hold_refuse();
@@ -404,6 +429,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_account_rows() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     -- key_backups, key_bundles: rows carrying account_id.
     IF EXISTS (SELECT 1 FROM old_rows o JOIN held_accounts h ON h.account_id = o.account_id) THEN
         PERFORM legal_hold_refuse();
@@ -414,6 +442,9 @@ END $$;
 CREATE FUNCTION legal_hold_check_audit_prune() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT legal_holds_active() THEN
+        RETURN NULL;  -- no hold anywhere: nothing to check
+    END IF;
     IF EXISTS (SELECT 1 FROM new_rows n JOIN old_rows o ON o.seq = n.seq
                WHERE o.leaf IS NOT NULL AND n.leaf IS NULL
                  AND (n.subject_id IN (SELECT account_id FROM held_accounts)
@@ -523,13 +554,16 @@ BEGIN
     END IF;
     thread := roots || ARRAY(SELECT r.seq FROM messages r JOIN messages m ON m.id = r.references_id
                              WHERE m.seq = ANY (roots));
-    RETURN QUERY SELECT m.org_id, count(*), cardinality(roots), roots[cardinality(roots)]
-                 FROM messages m WHERE m.seq = ANY (thread) GROUP BY m.org_id;
-    IF NOT p_dry THEN
-        DELETE FROM message_recipients WHERE message_seq = ANY (thread);
-        DELETE FROM messages WHERE seq = ANY (thread) AND references_id IS NOT NULL;
-        DELETE FROM messages WHERE seq = ANY (roots);
+    IF p_dry THEN
+        RETURN QUERY SELECT m.org_id, count(*), cardinality(roots), roots[cardinality(roots)]
+                     FROM messages m WHERE m.seq = ANY (thread) GROUP BY m.org_id;
+        RETURN;
     END IF;
+    DELETE FROM message_recipients WHERE message_seq = ANY (thread);
+    -- Edits and their message in one statement: the self-reference is checked at its end.
+    RETURN QUERY WITH gone AS (DELETE FROM messages WHERE seq = ANY (thread) RETURNING messages.org_id)
+                 SELECT gone.org_id, count(*), cardinality(roots), roots[cardinality(roots)]
+                 FROM gone GROUP BY gone.org_id;
 END $$;
 
 CREATE FUNCTION retention_sweep_attachments(p_as_of timestamptz, p_after uuid, p_limit integer, p_dry boolean)
