@@ -532,14 +532,15 @@ DECLARE
     cuts timestamptz[];
     held uuid[];
     roots bigint[];
+    root_ids uuid[];
     thread bigint[];
 BEGIN
     PERFORM retention_check_as_of(p_as_of);
     SELECT array_agg(c.org_id), array_agg(c.cutoff) INTO orgs, cuts FROM retention_cutoffs('messages', p_as_of) c;
     held := ARRAY(SELECT conversation_id FROM held_conversations);
     EXECUTE format($q$
-        SELECT array_agg(seq ORDER BY seq) FROM (
-            SELECT m.seq FROM messages m
+        SELECT array_agg(seq ORDER BY seq), array_agg(id) FROM (
+            SELECT m.seq, m.id FROM messages m
             WHERE m.seq > $1 AND m.references_id IS NULL
               AND m.created_at < $3[array_position($2, m.org_id)]
               AND NOT (m.conversation_id = ANY ($4))
@@ -548,12 +549,11 @@ BEGIN
                                 AND r.created_at >= $3[array_position($2, m.org_id)])
             ORDER BY m.seq LIMIT $5 %s) s $q$,
         CASE WHEN p_dry THEN '' ELSE 'FOR UPDATE OF m SKIP LOCKED' END)
-    INTO roots USING p_after, orgs, cuts, held, p_limit;
+    INTO roots, root_ids USING p_after, orgs, cuts, held, p_limit;
     IF roots IS NULL THEN
         RETURN;
     END IF;
-    thread := roots || ARRAY(SELECT r.seq FROM messages r JOIN messages m ON m.id = r.references_id
-                             WHERE m.seq = ANY (roots));
+    thread := roots || ARRAY(SELECT r.seq FROM messages r WHERE r.references_id = ANY (root_ids));
     IF p_dry THEN
         RETURN QUERY SELECT m.org_id, count(*), cardinality(roots), roots[cardinality(roots)]
                      FROM messages m WHERE m.seq = ANY (thread) GROUP BY m.org_id;
