@@ -240,9 +240,7 @@ async def _finish(rt: Runtime, conn: asyncpg.Connection, request_id: uuid.UUID, 
         client = request.client_id
         if await repo.remaining(conn, client):
             return "approved"  # rows locked by live traffic were skipped: the next run finishes
-        held = [
-            r["conversation_id"] for r in await conn.fetch("SELECT conversation_id FROM held_conversations")
-        ]
+        held = await repo.held_conversations(conn)
         slug, email = await repo.login_identity(conn, client)
         throttle_keys = [
             rt.keys.digest("login-account", f"{slug}\0{email.casefold()}"),
@@ -267,15 +265,12 @@ async def _end_consents(
     conn: asyncpg.Connection, request: repo.RequestRow, ctx: AuditContext, now: Any
 ) -> int:
     """Active consents of the client end (an expiry event each): nothing may rest on them any more."""
-    rows = await conn.fetch(
-        "SELECT consent_id FROM consents WHERE client_id = $1 AND status = 'active' FOR UPDATE",
-        request.client_id,
-    )
-    for row in rows:
+    consent_ids = await repo.lock_active_consents(conn, request.client_id)
+    for consent_id in consent_ids:
         await consent_repo.insert_event(
             conn,
             event_id=uuid.uuid4(),
-            consent_id=row["consent_id"],
+            consent_id=consent_id,
             org_id=request.org_id,
             client_id=request.client_id,
             kind="expire",
@@ -283,18 +278,18 @@ async def _end_consents(
             receipt=None,
             now=now,
         )
-        await consent_repo.end_consent(conn, row["consent_id"], "expired", now)
+        await consent_repo.end_consent(conn, consent_id, "expired", now)
         event = AuditEvent(
             action=Action.UPDATE,
             event_type="consent.expire",
             outcome_reason="erasure",
             org_id=request.org_id,
             entity_type="consent",
-            entity_id=row["consent_id"],
+            entity_id=consent_id,
             subject_id=request.client_id,
         )
         await record(conn, event, ctx, now)
-    return len(rows)
+    return len(consent_ids)
 
 
 async def _kept(

@@ -18,10 +18,12 @@ __all__ = [
     "delete_remaining",
     "get_request",
     "get_request_by_receipt",
+    "held_conversations",
     "insert_request",
     "kept_counts",
     "key_bundles",
     "list_requests",
+    "lock_active_consents",
     "lock_request",
     "login_identity",
     "open_request_ids",
@@ -421,3 +423,16 @@ async def complete(
     if row is None:  # pragma: no cover -- the caller locked the request
         raise LookupError(request_id)
     return _row(row)
+
+
+async def held_conversations(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    """Conversations under an active legal hold."""
+    return [r["conversation_id"] for r in await conn.fetch("SELECT conversation_id FROM held_conversations")]
+
+
+async def lock_active_consents(conn: asyncpg.Connection, client_id: uuid.UUID) -> list[uuid.UUID]:
+    """The client's active consents, locked for the erasure to end them."""
+    rows = await conn.fetch(
+        "SELECT consent_id FROM consents WHERE client_id = $1 AND status = 'active' FOR UPDATE", client_id
+    )
+    return [r["consent_id"] for r in rows]

@@ -91,22 +91,18 @@ async def run_retention(
     Raises:
         RetentionBusyError: Another run holds the lock.
     """
-    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK_KEY):
+    if not await repo.try_run_lock(conn, RUN_LOCK_KEY):
         raise RetentionBusyError
     try:
         # Batches wait briefly for rows live traffic holds, then retry; no query runs away.
         # The job works across organizations: row-level security's system scope for this
         # session (backend.db.tenancy), which is why the connection must be a dedicated one.
-        await conn.execute(
-            "SET lock_timeout = '2s'; SET statement_timeout = '10min'; SET confide.scope = 'system'"
-        )
+        await repo.enter_job_session(conn)
         job = _Job(rt, conn, dry_run, batch_size or rt.settings.retention_batch_size, progress or _noop)
         return await job.run(trigger)
     finally:
         if not conn.is_closed():
-            await conn.execute(
-                "SELECT set_config('confide.scope', '', false), pg_advisory_unlock($1)", RUN_LOCK_KEY
-            )
+            await repo.leave_job_session(conn, RUN_LOCK_KEY)
 
 
 class _Job:

@@ -18,6 +18,7 @@ __all__ = [
     "add_counts",
     "client_org",
     "conversation_org",
+    "enter_job_session",
     "finish_run",
     "get_hold",
     "get_policy",
@@ -26,12 +27,14 @@ __all__ = [
     "insert_policy_change",
     "insert_run",
     "last_scheduled_start",
+    "leave_job_session",
     "list_holds",
     "list_policies",
     "list_runs",
     "release_hold",
     "run_counts",
     "set_counts",
+    "try_run_lock",
     "upsert_policy",
 ]
 
@@ -465,3 +468,24 @@ async def list_holds(
         limit,
     )
     return [msgspec.convert(dict(r), HoldRow) for r in rows]
+
+
+async def try_run_lock(conn: asyncpg.Connection, key: int) -> bool:
+    """Take the session advisory lock of the retention run (nests); False if another holds it."""
+    return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+
+async def enter_job_session(conn: asyncpg.Connection) -> None:
+    """Settings of the job's dedicated session.
+
+    Short lock waits, bounded statements, and row-level security's system scope (the job
+    works across organizations).
+    """
+    await conn.execute(
+        "SET lock_timeout = '2s'; SET statement_timeout = '10min'; SET confide.scope = 'system'"
+    )
+
+
+async def leave_job_session(conn: asyncpg.Connection, key: int) -> None:
+    """Leave the system scope and release the run lock."""
+    await conn.execute("SELECT set_config('confide.scope', '', false), pg_advisory_unlock($1)", key)

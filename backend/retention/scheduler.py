@@ -61,7 +61,7 @@ class RetentionScheduler:
         try:
             # Hold the run lock while deciding, so two instances never both find the job due
             # (session advisory locks nest: run_retention takes it once more).
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RUN_LOCK_KEY):
+            if not await repo.try_run_lock(conn, RUN_LOCK_KEY):
                 return None
             last = await repo.last_scheduled_start(conn)
             if last is not None and self._rt.clock.now() - last < self._interval:
