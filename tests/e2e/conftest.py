@@ -76,6 +76,39 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def launch_server(database_url: str, pg_server: PgServer, log_dir: Path, **extra: str) -> RunningServer:
+    """Start ``confide serve`` on a free loopback port; returns once it is ready.
+
+    It connects as the suite's application role when there is one, and logs to ``log_dir``.
+    """
+    port = free_port()
+    url = as_role(database_url, pg_server.app_role) if pg_server.app_role else database_url
+    env = server_env(url, CONFIDE_PORT=str(port), **extra)
+    log_path = log_dir / f"server-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [CONFIDE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+    server = RunningServer(f"http://127.0.0.1:{port}", env, log_path, process)
+    try:
+        wait_until_ready(server.base_url, process)
+    except BaseException:
+        stop_servers([server])
+        raise
+    return server
+
+
+def stop_servers(servers: list[RunningServer]) -> None:
+    """Terminate server processes, killing any that do not stop within 15 s."""
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=5)
+
+
 @pytest.fixture
 def at_rest(monkeypatch: pytest.MonkeyPatch) -> Iterator[SecretRegistry]:
     """The secrets this end-to-end test used (see :mod:`tests.at_rest`)."""
@@ -99,27 +132,12 @@ def start_server(
     started: list[RunningServer] = []
 
     def start(**extra: str) -> RunningServer:
-        port = free_port()
-        url = as_role(database_url, pg_server.app_role) if pg_server.app_role else database_url
-        env = server_env(url, CONFIDE_PORT=str(port), **extra)
-        log_path = tmp_path / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [CONFIDE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-            )
-        server = RunningServer(f"http://127.0.0.1:{port}", env, log_path, process)
+        server = launch_server(database_url, pg_server, tmp_path, **extra)
         started.append(server)
-        wait_until_ready(server.base_url, process)
         return server
 
     yield start
-    for server in started:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=5)
+    stop_servers(started)
     if started and at_rest.found:
         places = [(s.log_path.name, s.log_path.read_bytes()) for s in started]
         places.append(("pg_dump", dump_database(database_url, tmp_path / "at-rest.sql")))

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from backend.db.embedded import free_port
-from tests.conftest import ROOT, PgServer, as_role, with_database
-from tests.e2e.conftest import CONFIDE, RunningServer, server_env, wait_until_ready
+from tests.conftest import PgServer, with_database
+from tests.e2e.conftest import RunningServer, launch_server, stop_servers
 from tests.hostile.world import World, build_world
 
 StartServer = Callable[..., RunningServer]
@@ -39,27 +37,14 @@ def start_module_server(
     logs = tmp_path_factory.mktemp("server-logs")
 
     def start(**extra: str) -> RunningServer:
-        port = free_port()
-        url = as_role(module_database_url, pg_server.app_role) if pg_server.app_role else module_database_url
-        env = server_env(url, CONFIDE_PORT=str(port), CONFIDE_LOG_LEVEL="warning", **extra)
-        log_path = Path(logs) / f"server-{port}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [CONFIDE, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
-            )
-        server = RunningServer(f"http://127.0.0.1:{port}", env, log_path, process)
+        server = launch_server(
+            module_database_url, pg_server, Path(logs), **{"CONFIDE_LOG_LEVEL": "warning", **extra}
+        )
         started.append(server)
-        wait_until_ready(server.base_url, process)
         return server
 
     yield start
-    for server in started:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(timeout=5)
+    stop_servers(started)
 
 
 @pytest.fixture(scope="module")
