@@ -29,8 +29,8 @@ from backend.erasure.schemas import (
     ErasureView,
     KeptItem,
 )
-from backend.errors import ConflictError, InvalidCursorError, InvalidInputError, NotFoundError
-from backend.http.cursors import decode_cursor, encode_cursor
+from backend.errors import ConflictError, NotFoundError
+from backend.http.cursors import encode_cursor, page_before
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
 from backend.runtime import Runtime
@@ -158,12 +158,8 @@ async def list_requests(
 ) -> ErasureList:
     """A compliance officer's listing of the organization's requests, newest first."""
     require(principal.actor, PolicyAction.LIST_ERASURE_REQUESTS, Resource(org_id=principal.org_id))
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError(f"The page size is between 1 and {MAX_PAGE}.")
     scope = f"erasure-requests:{principal.org_id}:{status or ''}"
-    before = None if cursor is None else decode_cursor(rt.keys, scope, cursor)
-    if before is not None and before < 1:
-        raise InvalidCursorError
+    before = page_before(rt.keys, scope, cursor, limit, MAX_PAGE)
     now = rt.clock.now()
     async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_requests(

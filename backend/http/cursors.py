@@ -13,10 +13,10 @@ import binascii
 import hmac
 import struct
 
-from backend.errors import InvalidCursorError
+from backend.errors import InvalidCursorError, InvalidInputError
 from backend.server_keys import ServerKeys
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["decode_cursor", "encode_cursor", "page_before"]
 
 _TAG_BYTES = 16
 
@@ -45,3 +45,18 @@ def decode_cursor(keys: ServerKeys, scope: str, cursor: str) -> int:
     if not hmac.compare_digest(raw[8:], _tag(keys, scope, position)):
         raise InvalidCursorError
     return int(position)
+
+
+def page_before(keys: ServerKeys, scope: str, cursor: str | None, limit: int, max_page: int) -> int | None:
+    """Check a newest-first page request: the position to continue before (None: the start).
+
+    Raises:
+        InvalidInputError: ``limit`` is outside 1..``max_page``.
+        InvalidCursorError: The cursor is not ours, not for ``scope``, or names no position.
+    """
+    if not 1 <= limit <= max_page:
+        raise InvalidInputError(f"The page size is between 1 and {max_page}.")
+    before = None if cursor is None else decode_cursor(keys, scope, cursor)
+    if before is not None and before < 1:
+        raise InvalidCursorError
+    return before

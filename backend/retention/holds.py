@@ -13,8 +13,8 @@ import asyncpg
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.db.tenancy import tenant_transaction
-from backend.errors import ConflictError, InvalidCursorError, InvalidInputError, NotFoundError
-from backend.http.cursors import decode_cursor, encode_cursor
+from backend.errors import ConflictError, InvalidInputError, NotFoundError
+from backend.http.cursors import encode_cursor, page_before
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
 from backend.retention import repository as repo
@@ -144,12 +144,8 @@ async def list_holds(
 ) -> HoldList:
     """The organization's holds, newest first (``active`` filters on released or not)."""
     require(principal.actor, PolicyAction.LIST_LEGAL_HOLDS, Resource(org_id=principal.org_id))
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError(f"The page size is between 1 and {MAX_PAGE}.")
     scope = f"legal-holds:{principal.org_id}"
-    before = None if cursor is None else decode_cursor(rt.keys, scope, cursor)
-    if before is not None and before < 1:
-        raise InvalidCursorError
+    before = page_before(rt.keys, scope, cursor, limit, MAX_PAGE)
     now = rt.clock.now()
     async with tenant_transaction(conn, principal.org_id):
         rows = await repo.list_holds(

@@ -9,8 +9,8 @@ import asyncpg
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
 from backend.auth.principal import Principal
 from backend.db.tenancy import tenant_transaction
-from backend.errors import InvalidCursorError, InvalidInputError, NotFoundError
-from backend.http.cursors import decode_cursor, encode_cursor
+from backend.errors import InvalidInputError, NotFoundError
+from backend.http.cursors import encode_cursor, page_before
 from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
 from backend.retention import repository as repo
@@ -166,11 +166,7 @@ async def list_runs(
 ) -> RunList:
     """Runs, newest first, with the counts of the caller's organization only."""
     require(principal.actor, PolicyAction.READ_RETENTION_RUNS, Resource(org_id=principal.org_id))
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInputError(f"The page size is between 1 and {MAX_PAGE}.")
-    before = None if cursor is None else decode_cursor(rt.keys, _RUNS_SCOPE, cursor)
-    if before is not None and before < 1:
-        raise InvalidCursorError
+    before = page_before(rt.keys, _RUNS_SCOPE, cursor, limit, MAX_PAGE)
     rows = await repo.list_runs(conn, before_seq=before, limit=limit + 1)
     page = rows[:limit]
     counts = _counts(await repo.run_counts(conn, [r.id for r in page], principal.org_id, all_orgs=False))
