@@ -97,12 +97,16 @@ async def run_retention(
         # Batches wait briefly for rows live traffic holds, then retry; no query runs away.
         # The job works across organizations: row-level security's system scope for this
         # session (backend.db.tenancy), which is why the connection must be a dedicated one.
-        await repo.enter_job_session(conn)
+        await conn.execute(
+            "SET lock_timeout = '2s'; SET statement_timeout = '10min'; SET confide.scope = 'system'"
+        )
         job = _Job(rt, conn, dry_run, batch_size or rt.settings.retention_batch_size, progress or _noop)
         return await job.run(trigger)
     finally:
         if not conn.is_closed():
-            await repo.leave_job_session(conn, RUN_LOCK_KEY)
+            await conn.execute(
+                "SELECT set_config('confide.scope', '', false), pg_advisory_unlock($1)", RUN_LOCK_KEY
+            )
 
 
 class _Job:

@@ -18,7 +18,6 @@ __all__ = [
     "add_counts",
     "client_org",
     "conversation_org",
-    "enter_job_session",
     "finish_run",
     "get_hold",
     "get_policy",
@@ -27,7 +26,6 @@ __all__ = [
     "insert_policy_change",
     "insert_run",
     "last_scheduled_start",
-    "leave_job_session",
     "list_holds",
     "list_policies",
     "list_runs",
@@ -473,19 +471,3 @@ async def list_holds(
 async def try_run_lock(conn: asyncpg.Connection, key: int) -> bool:
     """Take the session advisory lock of the retention run (nests); False if another holds it."""
     return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-
-
-async def enter_job_session(conn: asyncpg.Connection) -> None:
-    """Settings of the job's dedicated session.
-
-    Short lock waits, bounded statements, and row-level security's system scope (the job
-    works across organizations).
-    """
-    await conn.execute(
-        "SET lock_timeout = '2s'; SET statement_timeout = '10min'; SET confide.scope = 'system'"
-    )
-
-
-async def leave_job_session(conn: asyncpg.Connection, key: int) -> None:
-    """Leave the system scope and release the run lock."""
-    await conn.execute("SELECT set_config('confide.scope', '', false), pg_advisory_unlock($1)", key)
