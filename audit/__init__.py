@@ -6,7 +6,8 @@ backend stores leaves and node hashes; everything here computes and verifies.
 Modules: :mod:`audit.leaf` (canonical event bytes), :mod:`audit.merkle` (hashing and
 the compact range), :mod:`audit.proofs` (inclusion and consistency proofs),
 :mod:`audit.note`, :mod:`audit.checkpoint`, :mod:`audit.cosignature` (signed tree heads),
-:mod:`audit.export` and :mod:`audit.formats` (export writers), :mod:`audit.verify`
+:mod:`audit.export` and :mod:`audit.formats` (export writers), :mod:`audit.keylog` (key
+transparency: the key log's leaves and the client's checks), :mod:`audit.verify`
 (offline verification), :mod:`audit.cli` (what the ``confide audit`` commands call),
 :mod:`audit.errors`.
 """
@@ -23,12 +24,24 @@ from audit.cosignature import cosign_checkpoint, verify_cosignatures, witness_ch
 from audit.errors import (
     AuditFormatError,
     ExportError,
+    ForkError,
+    KeyConflictError,
     ProofError,
     SignatureError,
     VerificationError,
 )
 from audit.export import ExportFilters, ExportRecord, write_jsonl
 from audit.formats import write_csv, write_fhir_bundle, write_fhir_ndjson
+from audit.keylog import (
+    KeyChange,
+    KeyLogClient,
+    KeyLogLeaf,
+    KeyLogState,
+    LoggedBundle,
+    compare_checkpoints,
+    decode_key_leaf,
+    encode_key_leaf,
+)
 from audit.leaf import AuditAgent, AuditEntity, AuditEvent, decode_leaf, encode_leaf
 from audit.merkle import (
     EMPTY_ROOT,
@@ -67,6 +80,13 @@ __all__ = [
     "ExportFilters",
     "ExportRecord",
     "ExportSummary",
+    "ForkError",
+    "KeyChange",
+    "KeyConflictError",
+    "KeyLogClient",
+    "KeyLogLeaf",
+    "KeyLogState",
+    "LoggedBundle",
     "MemoryTree",
     "NodeID",
     "NodeSource",
@@ -78,11 +98,14 @@ __all__ = [
     "VerificationError",
     "VerifiedCheckpoint",
     "VerifierKey",
+    "compare_checkpoints",
     "consistency_proof",
     "consistency_proof_from_source",
     "consistency_proof_plan",
     "cosign_checkpoint",
+    "decode_key_leaf",
     "decode_leaf",
+    "encode_key_leaf",
     "encode_leaf",
     "format_checkpoint",
     "generate_signer",

@@ -13,15 +13,23 @@ The tree::
     ├── SignatureError           no trusted signature, a bad signature from a known key,
     │                            a required key or witness missing
     ├── ProofError               an inclusion or consistency proof does not verify
+    │   └── ForkError            two signed checkpoints of one log that no append-only
+    │                            log can both have produced (.notes: the evidence)
+    ├── KeyConflictError         the key log holds two different bundles for one account
+    │                            key version (.account_id, .key_version)
     └── ExportError              an export's lines do not match its checkpoint: leaf hash,
                                  ordering, a missing index, the count, a truncated tail
 """
 
 from __future__ import annotations
 
+import uuid
+
 __all__ = [
     "AuditFormatError",
     "ExportError",
+    "ForkError",
+    "KeyConflictError",
     "ProofError",
     "SignatureError",
     "VerificationError",
@@ -50,6 +58,27 @@ class SignatureError(VerificationError):
 
 class ProofError(VerificationError):
     """An inclusion or consistency proof does not verify."""
+
+
+class ForkError(ProofError):
+    """Two signed checkpoints that cannot both come from one append-only log.
+
+    Attributes:
+        notes: The two signed notes (smaller tree first): the evidence to keep and report.
+    """
+
+    def __init__(self, message: str, *, notes: tuple[str, str]) -> None:
+        super().__init__(message)
+        self.notes = notes
+
+
+class KeyConflictError(VerificationError):
+    """The key log holds two different bundles for one account's key version."""
+
+    def __init__(self, message: str, *, account_id: uuid.UUID, key_version: int) -> None:
+        super().__init__(f"{message} (account {account_id}, version {key_version})")
+        self.account_id = account_id
+        self.key_version = key_version
 
 
 class ExportError(VerificationError):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from crypto.public import limits
 from crypto.public.canonical import (
+    bundle_digest,
+    bundle_log_bytes,
     bundle_signed_bytes,
     envelope_signed_bytes,
     rotation_signed_bytes,
@@ -66,7 +68,9 @@ __all__ = [
     "KeyBundle",
     "KeyRef",
     "Recipient",
+    "bundle_digest",
     "bundle_fingerprint",
+    "bundle_log_bytes",
     "bundle_signed_bytes",
     "check_recipients",
     "consent_signed_bytes",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 
+from crypto.public._sodium import sha256
 from crypto.public.encoding import CanonicalWriter
 from crypto.public.wire import (
     ATTACHMENT_VERSION,
@@ -31,9 +32,12 @@ __all__ = [
     "ENVELOPE_DOMAINS",
     "FINGERPRINT_DOMAIN",
     "KEY_COMMITMENT_DOMAIN",
+    "KEY_LOG_DOMAIN",
     "ROTATION_DOMAIN",
     "attachment_associated_data",
     "backup_associated_data",
+    "bundle_digest",
+    "bundle_log_bytes",
     "bundle_signed_bytes",
     "envelope_associated_data",
     "envelope_signed_bytes",
@@ -49,6 +53,7 @@ KEY_COMMITMENT_DOMAIN = "confide/v1/key-commitment"
 BACKUP_DOMAIN = "confide/v1/key-backup"
 ATTACHMENT_DOMAIN = "confide/v1/attachment"
 FINGERPRINT_DOMAIN = "confide/v1/fingerprint"
+KEY_LOG_DOMAIN = "confide/v1/key-log-bundle"
 #: One signature domain per envelope kind: "confide/v1/envelope/<kind value>".
 ENVELOPE_DOMAINS: dict[EnvelopeKind, str] = {
     kind: f"confide/v1/envelope/{kind.value}" for kind in EnvelopeKind
@@ -69,6 +74,21 @@ def _bundle_body(writer: CanonicalWriter, bundle: KeyBundle) -> CanonicalWriter:
 def bundle_signed_bytes(bundle: KeyBundle) -> bytes:
     """Bytes the bundle's own signing key signs (``self_signature``)."""
     return _bundle_body(CanonicalWriter(BUNDLE_DOMAIN), bundle).getvalue()
+
+
+def bundle_log_bytes(bundle: KeyBundle) -> bytes:
+    """The whole bundle, signatures included, as the key-transparency log commits to it.
+
+    ``domain("confide/v1/key-log-bundle") || bundle_body || item(self_signature) ||
+    item(rotation_signature or empty)`` (SPEC.md, section 16).
+    """
+    writer = _bundle_body(CanonicalWriter(KEY_LOG_DOMAIN), bundle).item(bundle.self_signature)
+    return writer.item(bundle.rotation_signature or b"").getvalue()
+
+
+def bundle_digest(bundle: KeyBundle) -> bytes:
+    """SHA-256 of :func:`bundle_log_bytes`: the bundle's identity in the key log's leaves."""
+    return sha256(bundle_log_bytes(bundle))
 
 
 def rotation_signed_bytes(
