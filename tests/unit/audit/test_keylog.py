@@ -125,7 +125,7 @@ def test_a_verified_look_up_is_kept_and_a_rotation_is_reported() -> None:
     log.add(CAROL, 1, "carol-1")
     log.add(BOB, 1, "bob-1")
     client = KeyLogClient(KEY)
-    assert client.checkpoint is None
+    assert client.state() == KeyLogState()
     assert client.note is None
     assert client.verify_bundles(BOB, [log.bundle(1)], log.note()) is None
     assert client.checkpoint is not None
