@@ -53,7 +53,9 @@ def bench_database() -> str:
         try:
             if not external:
                 # Benchmarks run one after another: the databases of earlier runs are done with.
-                stale = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 'confide_bench_%'")
+                stale = await conn.fetch(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'confide_bench_%'"
+                )
                 for row in stale:
                     await conn.execute(f'DROP DATABASE "{row[0]}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{name}"')
