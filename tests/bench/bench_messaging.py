@@ -134,6 +134,8 @@ def _setup(base_url: str, database_url: str) -> dict[str, Any]:
         created.raise_for_status()
         return {
             "doc": docs[0],
+            # The members' sessions, in the order of "members" (both clinicians, then the client).
+            "member_auth": [*docs, patient],
             "keys": keys,
             "sender": ids[0],
             "ids": ids,

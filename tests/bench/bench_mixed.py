@@ -7,6 +7,10 @@ sends are real 2 KB envelopes to 3 recipients; logins run the production Argon2i
 parameters. Reported: throughput, p50/p99 per kind and overall, errors (transport
 errors and 5xx; the target is zero), and the server's resident memory before and
 after (growth). Ceiling: the same server's ``GET /health/live`` in the same run.
+
+After the mix, every member pages through the whole conversation with cursors: each
+acknowledged send must be fetched exactly once by each of its recipients (checklist
+L-01), and nothing is fetched that was not sent.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import time
 from typing import Any
 
+import httpx
+import msgspec
 import psutil
 
 from tests.bench import bench_messaging
@@ -66,17 +72,66 @@ async def _run(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]) -
             ),
         ),
     }
+    acknowledged: list[str] = []
+
+    def observe(kind: str, payload: bytes, status: int) -> None:
+        if kind == "send" and status in {200, 201}:
+            acknowledged.append(_message_id(payload))
+
     server = _server_process(port)
     live = build_request("GET", "/health/live", hostport)
     await run_phase("warmup", host, port, lambda _: live, connections=8, duration_s=1.0)
     ceiling = await run_phase("GET /health/live (ceiling)", host, port, lambda _: live, connections=64,
                               duration_s=10.0)  # fmt: skip
     # Warm the caches and the pool with a short mix, then measure memory around the long one.
-    await run_mix("warm", host, port, kinds, connections=64, duration_s=5.0, seed=1)
+    await run_mix("warm", host, port, kinds, connections=64, duration_s=5.0, seed=1, observe=observe)
     rss_before = server.memory_info().rss
-    results = await run_mix("mixed", host, port, kinds, connections=64, duration_s=MIX_S)
+    results = await run_mix("mixed", host, port, kinds, connections=64, duration_s=MIX_S, observe=observe)
     rss_after = server.memory_info().rss
-    return {"ceiling": ceiling, "results": results, "rss_before": rss_before, "rss_after": rss_after}
+    return {
+        "ceiling": ceiling,
+        "results": results,
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "acknowledged": acknowledged,
+    }
+
+
+def _message_id(request: bytes) -> str:
+    envelope = msgspec.json.decode(request.split(b"\r\n\r\n", 1)[1])
+    return str(envelope["item_id"])
+
+
+def _delivery(base_url: str, ctx: dict[str, Any], acknowledged: list[str], sent: set[str]) -> dict[str, Any]:
+    """Page through the conversation as each member: every acknowledged send exactly once."""
+    path = f"/v1/conversations/{ctx['conversation']}/messages"
+    report: dict[str, Any] = {"acknowledged": len(acknowledged), "members": []}
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        for headers in ctx["member_auth"]:
+            fetched: list[str] = []
+            cursor: str | None = None
+            for _ in range(100_000):  # bounded: pages of 100
+                params = {"limit": "100", **({"after": cursor} if cursor else {})}
+                page = http.get(path, params=params, headers=headers)
+                page.raise_for_status()
+                body = page.json()
+                fetched += [item["id"] for item in body["items"]]
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    break
+            unique = set(fetched)
+            report["members"].append(
+                {
+                    "fetched": len(fetched),
+                    "duplicates": len(fetched) - len(unique),
+                    "acknowledged_missing": len(set(acknowledged) - unique),
+                    "never_sent": len(unique - sent),
+                }
+            )
+    report["exactly_once"] = all(
+        m["duplicates"] == m["acknowledged_missing"] == m["never_sent"] == 0 for m in report["members"]
+    )
+    return report
 
 
 def _errors(r: Result) -> int:
@@ -93,6 +148,8 @@ def run() -> dict[str, Any]:
         started = time.perf_counter()
         out = asyncio.run(_run(host, port, ctx, bodies))
         out["wall_s"] = time.perf_counter() - started
+        sent = {_message_id(b"\r\n\r\n" + body) for body in bodies}
+        delivery = _delivery(f"http://{host}:{port}", ctx, out["acknowledged"], sent)
     results: dict[str, Result] = out["results"]
     total = results["mixed"]
     return {
@@ -103,6 +160,7 @@ def run() -> dict[str, Any]:
         "errors": _errors(total),
         "rss_before_mb": round(out["rss_before"] / 2**20, 1),
         "rss_after_mb": round(out["rss_after"] / 2**20, 1),
+        "delivery": delivery,
     }
 
 
@@ -136,12 +194,27 @@ def markdown(figures: dict[str, Any]) -> str:
         f"({growth:+.1f} MB). The load generator used {figures['kinds']['mixed']['loadgen_cpu_pct']} % of "
         f"its core (ceiling phase: {figures['ceiling']['loadgen_cpu_pct']} %).",
         "",
+        _delivery_line(figures["delivery"]),
+        "",
         "Logins dominate: one production Argon2id hash takes a core for about 170 ms, and the hashing "
         "thread shares core 0 with the event loop, so at 5 % of the requests the logins queue for "
         "seconds and take half the server's core from the other requests. Deployments size hashing "
         "workers (`CONFIDE_HASH_WORKERS`) and replicas for their login rate.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    fetched = ", ".join(
+        f"{m['fetched']} fetched / {m['duplicates']} duplicates / {m['acknowledged_missing']} missing"
+        for m in d["members"]
+    )
+    verdict = "**exactly once**" if d["exactly_once"] else "**NOT exactly once**"
+    return (
+        f"Delivery after the mix (checklist L-01): {d['acknowledged']} acknowledged sends; each of the "
+        f"{len(d['members'])} members paged through the conversation: {fetched}; nothing fetched that was "
+        f"not sent: {all(m['never_sent'] == 0 for m in d['members'])}. Verdict: {verdict}."
+    )
 
 
 if __name__ == "__main__":

@@ -146,11 +146,13 @@ async def run_mix(
     connections: int,
     duration_s: float,
     seed: int = 7,
+    observe: Callable[[str, bytes, int], None] | None = None,
 ) -> dict[str, Result]:
     """Like :func:`run_phase`, each request drawn from ``kinds`` with a seeded generator.
 
     ``kinds`` maps a name to (weight, request factory); the answer has one
-    :class:`Result` per kind and one for all of them under ``name``.
+    :class:`Result` per kind and one for all of them under ``name``. ``observe``, if
+    given, sees each answered request as (kind, request bytes, status).
     """
     import random  # noqa: PLC0415 -- only the mixed workload draws
 
@@ -178,6 +180,8 @@ async def run_mix(
                     reader, writer = await asyncio.open_connection(host, port)
                     continue
                 elapsed = (time.perf_counter() - started) * 1000
+                if observe is not None:
+                    observe(kind, payload, status)
                 for r in (results[kind], total):
                     r.latencies_ms.append(elapsed)
                     r.statuses[status] = r.statuses.get(status, 0) + 1
