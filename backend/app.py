@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -32,6 +33,7 @@ from backend.http.middleware import RequestContextMiddleware
 from backend.http.openapi_problems import document_problems
 from backend.http.openapi_schema import WireStructSchemaPlugin
 from backend.http.problems import exception_handlers
+from backend.http.rate_limit import RateLimiter, RateLimitMiddleware
 from backend.keys.controller import KeysController
 from backend.messaging.controller import ConversationsController
 from backend.notes.controller import NotesController
@@ -171,7 +173,11 @@ def create_app(
         openapi_config=openapi_config(),
         cors_config=cors_config(settings),
         request_max_body_size=settings.max_body_bytes,
-        middleware=[AuthenticationMiddleware],
+        # The rate limit runs first, so a refused request costs no database look-up.
+        middleware=[
+            DefineMiddleware(RateLimitMiddleware, limiter=RateLimiter.from_settings(settings)),
+            AuthenticationMiddleware,
+        ],
         plugins=[WireStructSchemaPlugin()],
         state=State({"runtime": runtime}),
         debug=False,

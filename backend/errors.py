@@ -20,6 +20,7 @@ text; the HTTP layer maps them to RFC 9457 problem documents in one place
     ├── PreconditionFailedError  412  If-Match did not match
     ├── PreconditionRequiredError 428  a change needs If-Match
     ├── ThrottledError           429  too many attempts; carries Retry-After
+    │   └── RateLimitedError     429  requests arrive faster than the rate limit
     └── UnavailableError         503  a dependency (the database) is down
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "NotFoundError",
     "PreconditionFailedError",
     "PreconditionRequiredError",
+    "RateLimitedError",
     "ThrottledError",
     "UnavailableError",
     "WeakPasswordError",
@@ -176,6 +178,14 @@ class ThrottledError(DomainError):
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
+
+
+class RateLimitedError(ThrottledError):
+    """A session (or an address without one) sends requests faster than the rate limit allows."""
+
+    slug = "rate-limited"
+    title = "Rate limit exceeded"
+    default_detail = "Requests are arriving too fast. Retry after the time in Retry-After."
 
 
 class UnavailableError(DomainError):

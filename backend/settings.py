@@ -133,6 +133,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     throttle_window_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 3_600
     """Failures older than this are forgotten."""
 
+    rate_limit_rps: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 20.0
+    """Requests per second a session (bearer token) may sustain, per server process; 429 beyond."""
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
+    """Requests a session may send at once before the sustained rate applies (token bucket size)."""
+    rate_limit_address_rps: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 10.0
+    """Requests per second per client address without a session (public routes such as login), per process.
+
+    Failed authentications per address are limited at the same rate, separately. IPv6 clients
+    count by /64 network."""
+    rate_limit_address_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50
+    """Requests an address may send at once before its sustained rate applies."""
+    rate_limit_max_keys: Annotated[int, msgspec.Meta(ge=100, le=10_000_000)] = 50_000
+    """Sessions and addresses each process tracks per limit; past it the least recently seen are forgotten."""
+
     invite_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=2_592_000)] = 604_800
     """Default lifetime of a client invite code."""
     bench_routes: bool = False

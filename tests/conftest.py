@@ -144,6 +144,15 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await conn.close()
 
 
+#: Rate limits no test reaches by accident (the limiter still runs on every request).
+UNLIMITED_RATE: dict[str, Any] = {
+    "rate_limit_rps": 1_000_000,
+    "rate_limit_burst": 1_000_000,
+    "rate_limit_address_rps": 1_000_000,
+    "rate_limit_address_burst": 1_000_000,
+}
+
+
 def make_settings(**overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "environment": "test",
@@ -158,6 +167,8 @@ def make_settings(**overrides: Any) -> Settings:
         "audit_log_key": str(generate_signer("test.confide.example/audit/v1")),
         # Tests integrate audit events explicitly (deterministic); the lifespan task has its own tests.
         "audit_integrator": False,
+        # The general rate limit stays out of the way; tests/integration/test_rate_limit.py sets its own.
+        **UNLIMITED_RATE,
     }
     base.update(overrides)
     return load_settings({}, **base)

@@ -41,6 +41,8 @@ class HealthController(Controller):
 
     path = "/health"
     tags = ("health",)
+    # Probes are never rate limited: an orchestrator must see a busy instance as alive.
+    opt = {"rate_limit": False}  # noqa: RUF012 -- Litestar's layer attribute
 
     @get("/live", operation_id="healthLive", opt={"public": True}, cache_control=None)
     async def live(self) -> HealthStatus:

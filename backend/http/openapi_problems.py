@@ -4,7 +4,9 @@ Litestar documents only a generic ``400`` in its own error shape. Every route he
 answers errors as ``application/problem+json`` (:mod:`backend.http.problems`), so the
 OpenAPI document lists, per operation, the statuses it can answer with that body:
 
-- every operation: ``503`` (the request deadline, the database out of reach);
+- every operation: ``503`` (the request deadline, the database out of reach), and ``429``
+  (the general rate limit, :mod:`backend.http.rate_limit`) unless it is exempt
+  (``opt={"rate_limit": False}``: the health probes);
 - an operation with any input (path, query, header, body): ``400``;
 - an operation with a body: ``413`` (over the size limit), ``408`` (sent too slowly);
 - an authenticated operation: ``401`` and ``403`` (role, second factor), and ``404``
@@ -30,6 +32,7 @@ from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
+    OpenAPIHeader,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -56,7 +59,7 @@ _DESCRIPTIONS: Mapping[int, str] = {
     415: "Unsupported media type.",
     422: "Well-formed but refused by a rule (validation, signature, key or format checks).",
     428: "A precondition (If-Match) is required.",
-    429: "Too many requests; retry after the time in Retry-After.",
+    429: "Too many requests (the rate limit, or a throttle); retry after the time in Retry-After.",
     503: "Temporarily unavailable (deadline passed or database out of reach); retry later.",
 }
 
@@ -132,6 +135,12 @@ _SUCCESS_MEDIA_TYPES: Mapping[str, Mapping[str, Schema]] = {
         ),
     },
 }
+# Every 429 (rate limit, login throttle, busy hashing or export) says when to retry.
+_RETRY_AFTER = OpenAPIHeader(
+    schema=Schema(type=OpenAPIType.INTEGER, minimum=1),
+    description="Seconds to wait before retrying.",
+    required=True,
+)
 _BOUNDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusive_minimum"), ("lt", "exclusive_maximum"))
 
 # Keyword arguments Litestar fills from the connection itself, not from the request's inputs.
@@ -152,6 +161,8 @@ def _has_body(handler: HTTPRouteHandler) -> bool:
 def problem_statuses(handler: HTTPRouteHandler, path_has_params: bool) -> frozenset[int]:
     """The error statuses (and second success codes) ``handler`` documents."""
     statuses = {503}
+    if handler.opt.get("rate_limit", True) is not False:
+        statuses.add(429)
     if _has_input(handler):
         statuses.add(400)
     if _has_body(handler):
@@ -216,6 +227,9 @@ def _operation_class(handler: HTTPRouteHandler) -> type[Operation]:
                 if isinstance(schema, Schema) and declared:
                     for key, value in declared.items():
                         setattr(schema, key, int(value) if float(value).is_integer() else value)
+            too_many = (self.responses or {}).get("429")
+            if isinstance(too_many, OpenAPIResponse):
+                too_many.headers = {"Retry-After": _RETRY_AFTER}
             if operation_id in _RAW_BODIES:
                 self.request_body = _RAW_BODIES[operation_id]
             media_types = _SUCCESS_MEDIA_TYPES.get(operation_id)

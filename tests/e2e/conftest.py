@@ -17,7 +17,7 @@ import pytest
 
 from backend.db.embedded import free_port
 from tests.at_rest import SecretRegistry, dump_database, recording, scan
-from tests.conftest import ROOT, PgServer, as_role
+from tests.conftest import ROOT, UNLIMITED_RATE, PgServer, as_role
 
 CONFIDE = str(Path(sys.executable).parent / "confide")
 
@@ -70,6 +70,8 @@ def server_env(database_url: str, **extra: str) -> dict[str, str]:
             "CONFIDE_ARGON2_TIME_COST": "2",
             "CONFIDE_ARGON2_MEMORY_KIB": "19456",
             "CONFIDE_LOG_LEVEL": "info",
+            # The general rate limit stays out of the way unless a test sets its own.
+            **{f"CONFIDE_{name.upper()}": str(value) for name, value in UNLIMITED_RATE.items()},
         }
     )
     env.update(extra)
