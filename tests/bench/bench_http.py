@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 import httpx
+import psutil
 
 from backend.settings import load_settings
 from tests.bench.loadgen import Result, build_request, run_phase
@@ -96,7 +97,7 @@ def _setup_accounts(base_url: str, env_db: str) -> str:
         return login("client@bench.example", CLIENT_PW)["Authorization"]
 
 
-async def _phases(host: str, port: int, auth: str) -> dict[str, Result]:
+async def _phases(host: str, port: int, auth: str) -> tuple[dict[str, Result], dict[str, float]]:
     hostport = f"{host}:{port}"
     live = build_request("GET", "/health/live", hostport)
     me = build_request("GET", "/v1/me", hostport, {"Authorization": auth})
@@ -117,9 +118,19 @@ async def _phases(host: str, port: int, auth: str) -> dict[str, Result]:
     results["login"] = await run_phase(
         "POST /v1/auth/login", host, port, lambda _: login, connections=4, duration_s=PHASE_S
     )
+    server = _server_process(port)
+    rss_before = server.memory_info().rss
     storm = asyncio.create_task(
         run_phase("login storm (40 conns)", host, port, lambda _: login, connections=40, duration_s=PHASE_S)
     )
+    peak = [rss_before]
+
+    async def watch_memory() -> None:
+        while not storm.done():
+            peak[0] = max(peak[0], server.memory_info().rss)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch_memory())
     await asyncio.sleep(0.5)
     results["live_during_storm"] = await run_phase(
         "GET /health/live during storm",
@@ -131,7 +142,15 @@ async def _phases(host: str, port: int, auth: str) -> dict[str, Result]:
         pause_s=0.02,
     )
     results["storm"] = await storm
-    return results
+    await watcher
+    return results, {"rss_before_mb": rss_before / 2**20, "rss_peak_mb": peak[0] / 2**20}
+
+
+def _server_process(port: int) -> psutil.Process:
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+            return psutil.Process(conn.pid)
+    raise RuntimeError("no server listening")
 
 
 def run() -> dict[str, Any]:
@@ -142,13 +161,15 @@ def run() -> dict[str, Any]:
         database = bench_database()
         with running_server(database, server=server) as (host, port):
             auth = _setup_accounts(f"http://{host}:{port}", database)
-            results = asyncio.run(_phases(host, port, auth))
+            results, memory = asyncio.run(_phases(host, port, auth))
         figures["servers"][server] = {k: v.summary() for k, v in results.items()}
         r = results
         figures["servers"][server]["ratios"] = {
             "me_over_live": round(r["me"].rate / r["live"].rate, 3),
             "login_over_raw_hash": round(r["login"].rate / raw_hash, 3),
             "live_p99_during_storm_ms": round(r["live_during_storm"].pct(99), 2),
+            "storm_rss_before_mb": round(memory["rss_before_mb"], 1),
+            "storm_rss_peak_mb": round(memory["rss_peak_mb"], 1),
         }
     return figures
 
@@ -178,6 +199,20 @@ def markdown(figures: dict[str, Any]) -> str:
         r = data["ratios"]
         storm_p99 = r["live_p99_during_storm_ms"]
         lines.append(f"| {server} | {r['me_over_live']} | {r['login_over_raw_hash']} | {storm_p99} ms |")
+    lines += [
+        "",
+        "Memory during the 40-login storm (checklist L-02: below the hashing workers times 64 MiB plus the "
+        "resident size before the storm):",
+        "",
+        "| server | RSS before storm | peak RSS during storm | budget |",
+        "|---|---|---|---|",
+    ]
+    for server, data in figures["servers"].items():
+        r = data["ratios"]
+        budget = r["storm_rss_before_mb"] + 64 * len(SERVER_CPUS)
+        lines.append(
+            f"| {server} | {r['storm_rss_before_mb']} MiB | {r['storm_rss_peak_mb']} MiB | {budget:.1f} MiB |"
+        )
     return "\n".join(lines) + "\n"
 
 
