@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -446,13 +447,23 @@ async def test_a_message_its_recipients_audit_event_and_push_events_commit_toget
         """
     )
     lost = seal(chat.doc_keys, chat.conversation_id, "lost", bundles)
-    failed = await _send(client, doc, chat.conversation_id, lost)
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        failed = await _send(client, doc, chat.conversation_id, lost)
     # An internal failure (B-09): a generic 500 problem document, nothing of the cause in it.
     assert failed.status_code == 500, failed.text
     assert failed.headers["content-type"].startswith("application/problem+json")
     assert "refused for the test" not in failed.text
     assert "account_events" not in failed.text
     assert await counts() == (1, 2, 1, 2)
+    # Logged once, under the request id the caller was given, with the cause's type and frames
+    # but not its message (the database's text can quote values).
+    request_id = failed.headers["x-request-id"]
+    assert problem(failed)["request_id"] == request_id
+    errors = [e for e in logs if e["log_level"] in {"error", "critical", "exception"}]
+    assert len(errors) == 1, errors
+    assert errors[0]["event"] == "unhandled_exception"
+    assert errors[0]["request_id"] == request_id
+    assert "refused for the test" not in repr(errors[0])
 
 
 async def test_concurrent_sends_of_one_id_store_it_once(
