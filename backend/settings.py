@@ -135,7 +135,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     rate_limit_rps: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 20.0
     """Requests per second a session (bearer token) may sustain, per server process; 429 beyond."""
-    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 50
     """Requests a session may send at once before the sustained rate applies (token bucket size)."""
     rate_limit_address_rps: Annotated[float, msgspec.Meta(gt=0, le=1_000_000)] = 10.0
     """Requests per second per client address without a session (public routes such as login), per process.
