@@ -192,6 +192,7 @@ def create_app(
         app.asgi_handler,
         request_timeout_s=settings.request_timeout_s,
         hsts_max_age_s=settings.hsts_max_age_s if settings.behind_tls else None,
+        refuse_plain_http=settings.behind_tls,
     )
     return app
 

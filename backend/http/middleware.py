@@ -45,6 +45,12 @@ _DOCS_CSP = (
 )
 
 
+_HTTPS_ONLY = (
+    "This API answers only over HTTPS and does not redirect. Use the https:// address, and treat any "
+    "token sent in clear as exposed."
+)
+
+
 class RequestContextMiddleware:
     """Assign a request id, open a span, log the outcome, add security headers."""
 
@@ -55,6 +61,7 @@ class RequestContextMiddleware:
         access_log: bool = True,
         request_timeout_s: float = 30.0,
         hsts_max_age_s: int | None = None,
+        refuse_plain_http: bool = False,
     ) -> None:
         """Wrap ``app``.
 
@@ -64,10 +71,16 @@ class RequestContextMiddleware:
             request_timeout_s: Deadline for the response to start.
             hsts_max_age_s: Send ``Strict-Transport-Security`` with this ``max-age``; ``None``
                 when clients may reach the service without TLS (the header would be wrong there).
+            refuse_plain_http: Answer 403 to a request its proxy received over plain HTTP
+                (``X-Forwarded-Proto: http``) instead of serving or redirecting it: a redirect
+                would teach clients that the plain request worked, after its token had already
+                crossed the network in clear. Requests without the header (probes from inside
+                the cluster) are served.
         """
         self.app = app
         self.access_log = access_log
         self.request_timeout_s = request_timeout_s
+        self.refuse_plain_http = refuse_plain_http
         self.security_headers = _SECURITY_HEADERS
         if hsts_max_age_s is not None:
             hsts = (b"strict-transport-security", f"max-age={int(hsts_max_age_s)}".encode("ascii"))
@@ -109,7 +122,12 @@ class RequestContextMiddleware:
             structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace_id)
             try:
                 async with deadline:
-                    await self.app(scope, body.receive, send_wrapper)
+                    if self.refuse_plain_http and _forwarded_over_plain_http(scope):
+                        await _send_problem(
+                            send_wrapper, 403, "https-required", "HTTPS required", _HTTPS_ONLY
+                        )
+                    else:
+                        await self.app(scope, body.receive, send_wrapper)
             except TimeoutError:
                 if status_holder["started"]:
                     raise
@@ -171,15 +189,33 @@ class _BodyWatch:
         return self._expected and not self._done and self._cancelled_waiting
 
 
+def _forwarded_over_plain_http(scope: Scope) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-proto":
+            # The proxy's own value comes first when a chain of proxies appended theirs.
+            return bytes(value).split(b",", 1)[0].strip().lower() == b"http"
+    return False
+
+
 async def _send_timeout(send: Send, *, slow_body: bool = False) -> None:
     if slow_body:
-        status, slug, title = 408, "request-timeout", "Request timeout"
-        detail = "The request body arrived too slowly."
-        extra = [(b"connection", b"close")]
+        await _send_problem(send, 408, "request-timeout", "Request timeout",
+                            "The request body arrived too slowly.", [(b"connection", b"close")])  # fmt: skip
     else:
-        status, slug, title = 503, "unavailable", "Service unavailable"
-        detail = "The request took too long and was abandoned. Try again shortly."
-        extra = [(b"retry-after", b"2")]
+        await _send_problem(send, 503, "unavailable", "Service unavailable",
+                            "The request took too long and was abandoned. Try again shortly.",
+                            [(b"retry-after", b"2")])  # fmt: skip
+
+
+async def _send_problem(
+    send: Send,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A problem document written straight to ASGI (outside Litestar's exception handling)."""
     body = msgspec.json.encode(
         {
             "type": f"urn:confide:problem:{slug}",
@@ -196,7 +232,7 @@ async def _send_timeout(send: Send, *, slow_body: bool = False) -> None:
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
-                *extra,
+                *(extra or []),
             ],
         }
     )

@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 from backend.app import create_app
 from backend.clock import FrozenClock
 from tests.conftest import make_settings
+from tests.helpers import problem
 
 APP_ORIGIN = "https://app.clinic.example"
 STRICT_HEADERS = {
@@ -92,6 +93,27 @@ async def test_hsts_present_behind_tls(
     assert response.status_code == status
     assert response.headers["strict-transport-security"] == "max-age=63072000"
     _assert_strict(response.headers)
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), ANSWERS)
+async def test_plain_http_through_the_proxy_is_refused_not_redirected(
+    behind_tls: AsyncTestClient[Litestar], plain: AsyncTestClient[Litestar], method: str, path: str,
+    body: object, status: int,
+) -> None:  # fmt: skip
+    """B-10: a request the proxy got over plain HTTP is refused with 403, never redirected or served."""
+    forwarded = {"X-Forwarded-Proto": "http", "Authorization": "Bearer cfd_" + "A" * 43}
+    refused = await behind_tls.request(method, path, json=body, headers=forwarded)
+    assert refused.status_code == 403, refused.text
+    assert "location" not in refused.headers
+    assert problem(refused)["type"] == "urn:confide:problem:https-required"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["strict-transport-security"] == "max-age=63072000"
+    _assert_strict(refused.headers)
+    # Over HTTPS, or from inside the cluster (no forwarded scheme: probes), the same request is served.
+    for headers in ({"X-Forwarded-Proto": "https"}, {}):
+        assert (await behind_tls.request(method, path, json=body, headers=headers)).status_code == status
+    # A service that may be reached without TLS does not refuse anything on that ground.
+    assert (await plain.request(method, path, json=body, headers=forwarded)).status_code != 403
 
 
 async def test_no_cors_headers_by_default(plain: AsyncTestClient[Litestar]) -> None:
