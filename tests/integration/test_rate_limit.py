@@ -20,7 +20,7 @@ from backend.app import create_app
 from backend.auth.tokens import new_token
 from backend.clock import FrozenClock
 from tests.conftest import PgServer, as_role, make_settings
-from tests.helpers import Clinic, make_clinic, problem
+from tests.helpers import Clinic, make_clinic, problem, runtime_of
 
 RATE_LIMITED = "urn:confide:problem:rate-limited"
 SLOW = 0.001  # tokens a second: none comes back during a test
@@ -155,3 +155,20 @@ async def test_the_limited_answer_names_no_token(clinic: Clinic, limited: Limite
         _assert_rate_limited(refused)
         assert token not in refused.text
         assert all(token not in value for value in refused.headers.values())
+
+
+async def test_a_refused_request_never_reaches_the_database(clinic: Clinic, limited: LimitedClient) -> None:
+    """With the pool taken away, refused requests still get their 429: no look-up, no connection."""
+    async with limited(burst=1, address_burst=1) as slow:
+        patient = _bearer(clinic.client.token)
+        assert (await slow.get("/v1/me", headers=patient)).status_code == 200
+        assert (await slow.get("/v1/me", headers=_bearer(new_token()))).status_code == 401
+        assert (await slow.get("/v1/audit/log-key")).status_code == 200
+        runtime = runtime_of(slow.app)
+        pool, runtime.pool = runtime.pool, None
+        try:
+            _assert_rate_limited(await slow.get("/v1/me", headers=patient))  # session bucket
+            _assert_rate_limited(await slow.get("/v1/me", headers=_bearer(new_token())))  # failures
+            _assert_rate_limited(await slow.get("/v1/audit/log-key"))  # address bucket
+        finally:
+            runtime.pool = pool
