@@ -34,6 +34,9 @@ from backend.http.openapi_problems import document_problems
 from backend.http.openapi_schema import WireStructSchemaPlugin
 from backend.http.problems import exception_handlers
 from backend.http.rate_limit import RateLimiter, RateLimitMiddleware
+from backend.key_log.controller import KeyLogController
+from backend.key_log.integrator import catch_up as catch_up_key_log
+from backend.key_log.signer import key_log_signer
 from backend.keys.controller import KeysController
 from backend.messaging.controller import ConversationsController
 from backend.notes.controller import NotesController
@@ -56,6 +59,7 @@ ROUTE_HANDLERS = [
     AuthController,
     AccountsController,
     KeysController,
+    KeyLogController,
     AuditController,
     DisclosuresController,
     ConsentController,
@@ -139,6 +143,7 @@ def create_app(
         runtime.pool = await create_pool(settings, dsn)
         runtime.hub = hub = Hub(dsn, poll_s=min(5.0, settings.events_keepalive_s))
         hub.start()
+        await catch_up_key_log(runtime.pool, key_log_signer(settings), runtime.clock)
         integrator: Integrator | None = None
         if settings.audit_integrator:
             integrator = Integrator(

@@ -80,6 +80,8 @@ EXTRA_STATUSES: Mapping[str, frozenset[int]] = {
     "getAuditCheckpoint": frozenset({404, 409}),
     "getAuditInclusionProof": frozenset({404, 422}),
     "getAuditConsistencyProof": frozenset({422}),
+    "getKeyLogCheckpoint": frozenset({404}),
+    "getKeyLogConsistencyProof": frozenset({422}),
     "addAuditCosignature": frozenset({404, 409, 422}),
     "exportAuditTrail": frozenset({422}),
     "listAuditEvents": frozenset({422}),

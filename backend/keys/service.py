@@ -3,7 +3,10 @@
 The server checks what it can without secrets: a bundle's self-signature, that it
 names the caller, that its version follows the last one and that the previous
 signing key signed it (chain of custody). Clients still verify the chain they get:
-the server is not trusted to vouch for keys, only to store and serve them.
+the server is not trusted to vouch for keys, only to store and serve them. Every
+published bundle is a leaf of the key log (:mod:`backend.key_log`), logged in the
+publish's transaction; a look-up carries each bundle's inclusion proof and the signed
+checkpoint, so showing different keys to different people leaves signed evidence.
 Key backups are opaque to the server; it checks only their format, their owner and
 a compare-and-swap revision, so two devices cannot silently overwrite each other.
 """
@@ -25,6 +28,8 @@ from backend.errors import (
     PreconditionFailedError,
     PreconditionRequiredError,
 )
+from backend.key_log import integrate, key_log_signer
+from backend.key_log.service import look_up_proofs
 from backend.keys import repository as repo
 from backend.keys.schemas import BackupStored, KeyListing, PublishedBundle, PublishedKey
 from backend.policy import Action as PolicyAction
@@ -110,6 +115,8 @@ async def publish_bundle(
             bundle_created_at=bundle.created_at,
             now=now,
         )
+        # The insert queued the bundle for the key log: it is logged and signed before commit.
+        await integrate(conn, key_log_signer(rt.settings), now)
         await record(conn, _event(principal, Action.CREATE, event_type, principal.account_id), ctx, now)
     return (
         PublishedKey(
@@ -146,6 +153,7 @@ async def list_keys(
             raise NotFoundError
         require(principal.actor, PolicyAction.READ_PUBLIC_KEYS, Resource(org_id=org_id, owner_id=account_id))
         rows = await repo.list_bundles(conn, account_id)
+        checkpoint, proofs = await look_up_proofs(conn, account_id)
         await record(conn, _event(principal, Action.READ, "key.read", account_id), ctx, now)
     live = [row.key_version for row in rows if row.revoked_at is None]
     current = live[-1] if live and live[-1] == rows[-1].key_version else None
@@ -158,9 +166,11 @@ async def list_keys(
                 published_at=row.published_at,
                 revoked_at=row.revoked_at,
                 current=row.key_version == current,
+                log=proofs.get(row.key_version),
             )
             for row in rows
         ],
+        checkpoint=checkpoint,
     )
 
 

@@ -44,6 +44,7 @@ PUBLIC = frozenset(
         "login",
         "redeemInvite",
         "getAuditLogKey",
+        "getKeyLogKey",
         "getConsentReceiptKey",
         "getErasureOutcome",
     }
@@ -71,6 +72,9 @@ TABLE: dict[str, Row] = {
     "createInvite": only("clinician", "colleague"),
     # Key directory: everyone in the organization reads everyone's public keys.
     "listAccountKeys": Row(EVERYONE),
+    # Key transparency: one key log for every organization, hashes only.
+    "getKeyLogCheckpoint": Row(EVERYONE),
+    "getKeyLogConsistencyProof": Row(EVERYONE),
     "getCustodianKey": Row(EVERYONE),
     "publishCustodianKey": only("admin"),
     # Audit trail: compliance officers; clients read their own accounting of disclosures.

@@ -212,6 +212,10 @@ RECIPES: dict[str, Recipe] = {
     ),
     "createInvite": lambda t, w, a: Call("POST", "/v1/invites", {}),
     "listAccountKeys": lambda t, w, a: Call("GET", f"/v1/accounts/{t.clinician_id}/keys"),
+    "getKeyLogCheckpoint": lambda t, w, a: Call("GET", "/v1/key-log/checkpoint"),
+    "getKeyLogConsistencyProof": lambda t, w, a: Call(
+        "GET", "/v1/key-log/proofs/consistency", params={"old": "0", "new": "0"}
+    ),
     "getCustodianKey": lambda t, w, a: Call("GET", "/v1/organization/custodian-key"),
     "publishCustodianKey": lambda t, w, a: Call(
         "PUT", "/v1/organization/custodian-key", as_json((t.org or w.a).custodian.bundle)

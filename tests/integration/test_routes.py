@@ -19,6 +19,7 @@ PUBLIC_ROUTES = {
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
     ("GET", "/v1/audit/log-key"),
+    ("GET", "/v1/key-log/key"),
     ("GET", "/v1/consents/receipt-key"),  # the audit log's public key: what verifiers must trust
     # An erasure's outcome, for whoever holds its receipt token (the account cannot log in any more).
     ("GET", "/v1/erasure-requests/{request_id:uuid}/outcome"),
