@@ -105,6 +105,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """Threads hashing passwords; 0 means one per core."""
     hash_queue_max: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     """Logins allowed to wait for a hashing thread; more get 429."""
+    hash_queue_max_wait_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 3.0
+    """A login that would wait longer than this for a hashing thread gets 429 with Retry-After.
+
+    The wait is estimated as the queue ahead times the hash time measured on this machine."""
 
     session_idle_timeout_s: Annotated[int, msgspec.Meta(ge=2, le=86_400)] = 900
     """A session unused this long expires (HIPAA automatic logoff)."""

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import secrets
+import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from backend.errors import ThrottledError, WeakPasswordError
 from backend.settings import Settings
+
+_T = TypeVar("_T")
 
 __all__ = ["PasswordService", "check_password_policy", "normalize_password"]
 
@@ -89,9 +94,13 @@ class PasswordService:
         )
         self._workers = settings.effective_hash_workers
         self._capacity = self._workers + settings.hash_queue_max
+        self._max_wait_s = settings.hash_queue_max_wait_s
         self._in_flight = 0
         self._executor = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="argon2")
+        started = time.perf_counter()
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(24))
+        #: Seconds one hash takes on this machine: measured at start, then a moving average.
+        self._hash_s = time.perf_counter() - started
 
     @property
     def workers(self) -> int:
@@ -102,28 +111,47 @@ class PasswordService:
         """Stop the hashing threads."""
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def expected_wait_s(self) -> float:
+        """How long a hash asked for now would wait for a thread (the queue ahead of it)."""
+        ahead = self._in_flight - self._workers + 1
+        return max(0, ahead) * self._hash_s / self._workers
+
     @contextlib.contextmanager
     def _admission(self) -> Iterator[None]:
-        if self._in_flight >= self._capacity:
-            raise ThrottledError(retry_after=1, detail="The server is busy. Try again shortly.")
+        # Bounded in count and in time: a login storm gets quick 429s with a useful Retry-After
+        # rather than answers after many seconds (checklist L-02: bounded wait).
+        wait = self.expected_wait_s()
+        if self._in_flight >= self._capacity or wait > self._max_wait_s:
+            raise ThrottledError(retry_after=math.ceil(wait), detail="The server is busy. Try again shortly.")
         self._in_flight += 1
         try:
             yield
         finally:
             self._in_flight -= 1
 
+    def _timed(self, work: Callable[[], _T]) -> _T:
+        started = time.perf_counter()
+        try:
+            return work()
+        finally:
+            self._hash_s = 0.8 * self._hash_s + 0.2 * (time.perf_counter() - started)
+
     async def hash(self, password: str) -> str:
         """The Argon2id PHC string for ``password``."""
         with self._admission():
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self._hasher.hash, normalize_password(password))
+            normalized = normalize_password(password)
+            return await loop.run_in_executor(
+                self._executor, self._timed, lambda: self._hasher.hash(normalized)
+            )
 
     async def verify(self, stored: str | None, password: str) -> tuple[bool, bool]:
         """``(matches, needs_rehash)``; an absent hash costs a real verification."""
         with self._admission():
             loop = asyncio.get_running_loop()
+            normalized = normalize_password(password)
             return await loop.run_in_executor(
-                self._executor, self._verify_sync, stored, normalize_password(password)
+                self._executor, self._timed, lambda: self._verify_sync(stored, normalized)
             )
 
     def _verify_sync(self, stored: str | None, password: str) -> tuple[bool, bool]:
