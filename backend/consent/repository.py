@@ -21,6 +21,7 @@ __all__ = [
     "due_for_expiry",
     "emergency_facts",
     "end_consent",
+    "find_active",
     "get_consent",
     "get_emergency",
     "insert_consent",
@@ -103,6 +104,27 @@ async def get_consent(
 
 _GET_CONSENT = f"SELECT {_CONSENT_COLUMNS} FROM consents WHERE consent_id = $1"  # noqa: S608 -- fixed columns
 _GET_CONSENT_FOR_UPDATE = _GET_CONSENT + " FOR UPDATE"
+
+
+async def find_active(
+    conn: asyncpg.Connection, *, client_id: uuid.UUID, grantee_type: str, grantee_id: uuid.UUID, purpose: str
+) -> ConsentRow | None:
+    """The client's active consent to this grantee for this purpose, locked for update.
+
+    There is at most one (index ``consents_one_active``, migration 0016).
+    """
+    row = await conn.fetchrow(
+        f"""
+        SELECT {_CONSENT_COLUMNS} FROM consents
+        WHERE client_id = $1 AND grantee_type = $2 AND grantee_id = $3 AND purpose = $4 AND status = 'active'
+        FOR UPDATE
+        """,  # noqa: S608 -- fixed columns
+        client_id,
+        grantee_type,
+        grantee_id,
+        purpose,
+    )
+    return None if row is None else msgspec.convert(dict(row), ConsentRow)
 
 
 async def insert_event(
@@ -248,14 +270,23 @@ async def due_for_expiry(conn: asyncpg.Connection, now: dt.datetime, limit: int)
 
 #: The policy's view of a client's consents and break-glass openings, as row expressions
 #: (``c`` is the client id); other queries embed them to load the facts in the same round trip.
+#:
+#: The rows are locked FOR KEY SHARE until the reading transaction ends, so a decision
+#: and the access it allows are one serial step against a revocation or a closing
+#: (which lock the row FOR UPDATE first): an access either commits, audit event
+#: included, before the revocation takes its lock, or waits for it and then sees the
+#: consent ended (READ COMMITTED re-reads a row it waited for). Without the lock a read
+#: that loaded the consent just before a revocation committed could still succeed after
+#: it, its audit event after the revocation's (checklist A-08). KEY SHARE conflicts
+#: with nothing but FOR UPDATE and deletion, so readers never wait for one another.
 CONSENT_FACTS_SQL = """
     ARRAY(SELECT ROW(k.consent_id, k.grantee_type, k.grantee_id, k.scopes, k.valid_from, k.valid_until,
                      k.status)
-          FROM consents k WHERE k.client_id = {c} AND k.status = 'active')
+          FROM consents k WHERE k.client_id = {c} AND k.status = 'active' FOR KEY SHARE)
 """
 EMERGENCY_FACTS_SQL = """
     ARRAY(SELECT ROW(e.id, e.clinician_id, e.expires_at, e.closed_at IS NOT NULL)
-          FROM emergency_access e WHERE e.client_id = {c} AND e.closed_at IS NULL)
+          FROM emergency_access e WHERE e.client_id = {c} AND e.closed_at IS NULL FOR KEY SHARE)
 """
 
 

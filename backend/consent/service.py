@@ -6,6 +6,12 @@ client signs every grant and revocation with its Ed25519 key (crypto/SPEC.md), t
 server verifies it against the client's current published key bundle, stores the
 statement as it was signed, and returns a receipt it signs itself. Anyone holding the
 client's public key can check a consent without trusting the server.
+
+A client has at most one active consent per (grantee, purpose): another grant is a 409
+until the first is revoked or has expired (index ``consents_one_active``, migration 0016).
+Every decision locks the consents it rests on (``repository.CONSENT_FACTS_SQL``), and a
+revocation locks its consent first, so an access is audited before a revocation or not
+allowed at all.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ __all__ = [
 
 
 _CLOCK_LEEWAY = dt.timedelta(seconds=60)
+_ONE_ACTIVE = "An active consent to this grantee for this purpose exists; revoke it before granting another."
 
 
 def _view(row: repo.ConsentRow, now: dt.datetime) -> ConsentView:
@@ -175,6 +182,17 @@ async def grant(
                 raise ConflictError("This consent id is already used.")
             receipt = decode_receipt(first.receipt)
             return ConsentGranted(consent=_view(existing, now), receipt=receipt), False
+        current = await repo.find_active(
+            conn,
+            client_id=principal.account_id,
+            grantee_type=statement.grantee_type,
+            grantee_id=statement.grantee_id,
+            purpose=statement.purpose,
+        )
+        if current is not None:
+            if current.valid_until is None or current.valid_until > now:
+                raise ConflictError(_ONE_ACTIVE)
+            await _record_expiry(conn, current, ctx, now)  # over, but not swept yet
         event_id = uuid.uuid4()
         receipt = _receipt(
             rt,
@@ -211,7 +229,12 @@ async def grant(
             granted_at=now,
             ended_at=None,
         )
-        await repo.insert_consent(conn, row)
+        try:
+            await repo.insert_consent(conn, row)
+        except asyncpg.UniqueViolationError as exc:  # a concurrent grant committed first
+            if exc.constraint_name == "consents_one_active":
+                raise ConflictError(_ONE_ACTIVE) from exc
+            raise ConflictError("This consent is being recorded; retry.") from exc
         await record(
             conn,
             _event(principal, "consent.grant", Action.CREATE, org_id=row.org_id, client_id=row.client_id,
@@ -360,26 +383,32 @@ async def expire_due(rt: Runtime, conn: asyncpg.Connection, ctx: AuditContext, *
     async with system_transaction(conn):
         rows = await repo.due_for_expiry(conn, now, batch)
         for row in rows:
-            await repo.insert_event(
-                conn,
-                event_id=uuid.uuid4(),
-                consent_id=row.consent_id,
-                org_id=row.org_id,
-                client_id=row.client_id,
-                kind="expire",
-                statement=None,
-                receipt=None,
-                now=now,
-            )
-            await repo.end_consent(conn, row.consent_id, "expired", now)
-            await record(
-                conn,
-                _event(None, "consent.expire", Action.UPDATE, org_id=row.org_id, client_id=row.client_id,
-                       consent_id=row.consent_id),
-                ctx,
-                now,
-            )  # fmt: skip
+            await _record_expiry(conn, row, ctx, now)
     return len(rows)
+
+
+async def _record_expiry(conn: asyncpg.Connection, row: repo.ConsentRow, ctx: AuditContext,
+                         now: dt.datetime) -> None:  # fmt: skip
+    """Record that a consent's validity ended (the row is locked by the caller)."""
+    await repo.insert_event(
+        conn,
+        event_id=uuid.uuid4(),
+        consent_id=row.consent_id,
+        org_id=row.org_id,
+        client_id=row.client_id,
+        kind="expire",
+        statement=None,
+        receipt=None,
+        now=now,
+    )
+    await repo.end_consent(conn, row.consent_id, "expired", now)
+    await record(
+        conn,
+        _event(None, "consent.expire", Action.UPDATE, org_id=row.org_id, client_id=row.client_id,
+               consent_id=row.consent_id),
+        ctx,
+        now,
+    )  # fmt: skip
 
 
 async def load_client_facts(

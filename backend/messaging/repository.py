@@ -95,11 +95,13 @@ class ConversationContext(msgspec.Struct, frozen=True, kw_only=True):
     existing: StoredMessage | None
 
 
-_CONTEXT = f"""
+_CONTEXT = """
     SELECT c.id, c.org_id, c.kind, c.client_id, c.created_by, c.created_at,
+        {consents} AS consents,
+        {emergencies} AS emergencies,
         ARRAY(SELECT ROW(m.account_id, a.role, a.display_name, m.status, m.pseudonym)
               FROM conversation_members m JOIN accounts a ON a.id = m.account_id
-              WHERE m.conversation_id = c.id ORDER BY m.added_at, m.account_id) AS members,
+              WHERE m.conversation_id = c.id ORDER BY m.added_at, m.account_id {lock_members}) AS members,
         ARRAY(SELECT r.clinician_id FROM care_relationships r
               WHERE r.client_id = c.client_id
                 AND (r.clinician_id = $2 OR r.clinician_id IN (
@@ -108,15 +110,23 @@ _CONTEXT = f"""
                   SELECT DISTINCT ON (k.account_id) k.account_id, k.bundle, k.revoked_at
                   FROM key_bundles k
                   WHERE $4 AND k.account_id IN (SELECT account_id FROM conversation_members
-                                                WHERE conversation_id = c.id AND status = 'active')
+                                                WHERE conversation_id = c.id)
                   ORDER BY k.account_id, k.key_version DESC) b
               WHERE b.revoked_at IS NULL) AS bundles,
         (SELECT ROW(x.seq, x.conversation_id, x.envelope_sha256, x.created_at)
-         FROM messages x WHERE x.id = $3) AS existing,
-        {CONSENT_FACTS_SQL.format(c="c.client_id")} AS consents,
-        {EMERGENCY_FACTS_SQL.format(c="c.client_id")} AS emergencies
+         FROM messages x WHERE x.id = $3) AS existing
     FROM conversations c WHERE c.id = $1
-"""  # noqa: S608 -- fixed text
+"""
+_FACTS = {
+    "consents": CONSENT_FACTS_SQL.format(c="c.client_id"),
+    "emergencies": EMERGENCY_FACTS_SQL.format(c="c.client_id"),
+}
+_LOAD_CONTEXT = _CONTEXT.format(lock_members="", **_FACTS)
+# A send also locks the memberships FOR SHARE (after the consents, in target-list order,
+# as every writer of both does, so no two wait on each other): a removal (an UPDATE of
+# the row) then either waits for the message to be stored, or commits first and the
+# send sees the member removed and leaves them out of the recipients.
+_LOAD_CONTEXT_FOR_SEND = _CONTEXT.format(lock_members="FOR SHARE OF m", **_FACTS)
 
 
 async def load_context(
@@ -130,10 +140,13 @@ async def load_context(
     """A conversation and what decisions about it need, in one statement.
 
     Its members, the client's consent facts, the care relationships of the members and
-    the caller, optionally the members' current key bundles and a stored message; None
-    when there is no such conversation.
+    the caller, optionally the members' current key bundles (the caller then means to
+    send: the memberships are locked until the transaction ends) and a stored message;
+    None when there is no such conversation. The consents and break-glass openings the
+    decision rests on are locked (``CONSENT_FACTS_SQL``).
     """
-    row = await conn.fetchrow(_CONTEXT, conversation_id, caller_id, message_id, bundles)
+    sql = _LOAD_CONTEXT_FOR_SEND if bundles else _LOAD_CONTEXT
+    row = await conn.fetchrow(sql, conversation_id, caller_id, message_id, bundles)
     if row is None:
         return None
     existing = row["existing"]
