@@ -11,14 +11,19 @@ import msgspec
 __all__ = [
     "AccountRow",
     "InviteRow",
+    "active_admin_ids",
     "claim_invite",
     "count_admins",
     "display_name",
+    "get_account",
     "get_org_by_slug",
     "insert_account",
     "insert_care_relationship",
     "insert_invite",
     "insert_org",
+    "lock_admins",
+    "set_role",
+    "set_status",
 ]
 
 
@@ -184,3 +189,63 @@ async def insert_care_relationship(
         now,
         source,
     )
+
+
+# The organization's admin changes take this transaction-scoped lock, as the trigger of
+# migration 0014 does (seed 0x61646D6E, "admn"): checks of "another active admin
+# remains" then never race.
+_LOCK_ADMINS = "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 1633971566))"
+
+
+async def lock_admins(conn: asyncpg.Connection, org_id: uuid.UUID) -> None:
+    """Serialize changes to the organization's admins until the transaction ends."""
+    await conn.execute(_LOCK_ADMINS, org_id)
+
+
+async def get_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> AccountRow | None:
+    """An account of the transaction's organization, locked for update; None if there is none."""
+    row = await conn.fetchrow(
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 FOR UPDATE",  # noqa: S608 -- fixed columns
+        account_id,
+    )
+    return None if row is None else msgspec.convert(dict(row), AccountRow)
+
+
+async def active_admin_ids(conn: asyncpg.Connection, org_id: uuid.UUID) -> list[uuid.UUID]:
+    """The organization's active admins."""
+    rows = await conn.fetch(
+        "SELECT id FROM accounts WHERE org_id = $1 AND role = 'admin' AND status = 'active' ORDER BY id",
+        org_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def set_role(conn: asyncpg.Connection, account_id: uuid.UUID, role: str) -> AccountRow:
+    """Change an account's role (the caller checked the rules; the database checks them again)."""
+    row = await conn.fetchrow(
+        f"UPDATE accounts SET role = $2 WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}",  # noqa: S608 -- fixed columns
+        account_id,
+        role,
+    )
+    if row is None:  # pragma: no cover -- the caller holds the row locked
+        raise LookupError(account_id)
+    return msgspec.convert(dict(row), AccountRow)
+
+
+async def set_status(
+    conn: asyncpg.Connection, account_id: uuid.UUID, status: str, now: dt.datetime
+) -> AccountRow:
+    """Disable or re-enable an account (closing records when, re-opening clears it)."""
+    row = await conn.fetchrow(
+        f"""
+        UPDATE accounts SET status = $2,
+               closed_at = CASE WHEN $2 = 'active' THEN NULL ELSE coalesce(closed_at, $3) END
+        WHERE id = $1 RETURNING {_ACCOUNT_COLUMNS}
+        """,  # noqa: S608 -- fixed columns
+        account_id,
+        status,
+        now,
+    )
+    if row is None:  # pragma: no cover -- the caller holds the row locked
+        raise LookupError(account_id)
+    return msgspec.convert(dict(row), AccountRow)

@@ -16,6 +16,8 @@ __all__ = [
     "InviteCreated",
     "InviteRequest",
     "RedeemInviteRequest",
+    "RoleChangeRequest",
+    "StatusChangeRequest",
 ]
 
 DisplayName = Annotated[
@@ -67,3 +69,15 @@ class RedeemInviteRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     email: Email
     display_name: DisplayName
     password: Password
+
+
+class RoleChangeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An admin gives a staff member another staff role (clients keep theirs)."""
+
+    role: StaffRole
+
+
+class StatusChangeRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An admin disables an account, or re-enables it."""
+
+    status: Literal["active", "disabled"]

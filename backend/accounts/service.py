@@ -29,13 +29,14 @@ from backend.policy import Action as PolicyAction
 from backend.policy import Resource, require
 from backend.runtime import Runtime
 
-__all__ = ["bootstrap_admin", "create_invite", "create_staff", "me", "redeem_invite"]
+__all__ = ["account_view", "bootstrap_admin", "create_invite", "create_staff", "me", "redeem_invite"]
 
 _INVITE_CODE_RE = re.compile(r"^[a-z2-7]{32}$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 
 
-def _view(row: repo.AccountRow) -> AccountView:
+def account_view(row: repo.AccountRow) -> AccountView:
+    """An account row as its answer."""
     return AccountView(
         id=row.id,
         organization_id=row.org_id,
@@ -116,7 +117,7 @@ async def create_staff(
         if row is None:
             raise ConflictError("An account with this email exists in the organization.")
         await record(conn, _account_created_event(row, agent=principal), ctx, now)
-    return _view(row)
+    return account_view(row)
 
 
 async def create_invite(
@@ -225,7 +226,7 @@ async def redeem_invite(
                 now,
             )
         raise NotFoundError("The invite does not exist or is no longer valid.")
-    return _view(row)
+    return account_view(row)
 
 
 async def bootstrap_admin(
@@ -277,4 +278,4 @@ async def bootstrap_admin(
         if row is None:
             raise ConflictError("An account with this email exists in the organization.")
         await record(conn, _account_created_event(row, agent=None, agent_role="admin"), ctx, now)
-    return _view(row)
+    return account_view(row)

@@ -114,9 +114,15 @@ async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: A
         ("address", address_key, address_policy),
     )
     if not matched or account is None:
-        await _record_failure(
-            conn, keys=failure_keys, account=account, reason="bad_credentials", ctx=ctx, now=now
+        # A disabled account is refused exactly like a wrong password (same answer, same
+        # hashing work), so a login does not tell a disabled account from an unknown one;
+        # only the audit trail says which.
+        reason = (
+            "bad_credentials"
+            if account is None or account.status == "active"
+            else f"account_{account.status}"
         )
+        await _record_failure(conn, keys=failure_keys, account=account, reason=reason, ctx=ctx, now=now)
         raise AuthenticationError("The organization, email or password is not correct.")
 
     if account.totp_secret_sealed is not None:

@@ -1,4 +1,9 @@
-"""Access to one client's record: every read goes through the policy and is audited."""
+"""Access to one client's record: every read goes through the policy and is audited.
+
+Outside the client's circle (see :mod:`backend.policy.decide`) the answer is the 404 of
+a client that does not exist; the refused attempt is audited all the same
+(:mod:`backend.audit_trail.refusals`).
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,14 @@ import msgspec
 
 from backend.accounts import repository as accounts_repo
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.refusals import audit_refusals
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
 from backend.db.tenancy import tenant_transaction
 from backend.errors import NotFoundError
 from backend.policy import Action as PolicyAction
-from backend.policy import Resource, require
+from backend.policy import Resource
 from backend.runtime import Runtime
 
 __all__ = ["ClientRecord", "read_client"]
@@ -36,29 +42,34 @@ async def read_client(
 ) -> ClientRecord:
     """Read a client's record (``records.read``), naming the consent or break-glass that allowed it."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         target = await consent_repo.account_role(conn, client_id)
-        if target is None or target[1] != "client":
+        if target is None or target[1] != "client" or target[0] != principal.org_id:
             raise NotFoundError
         facts = await load_client_facts(conn, principal.account_id, client_id, now)
-        decision = require(
+        event = AuditEvent(
+            action=Action.READ,
+            event_type="client.read",
+            org_id=target[0],
+            agent_account_id=principal.account_id,
+            agent_role=principal.role,  # type: ignore[arg-type]
+            entity_type="client",
+            entity_id=client_id,
+            subject_id=client_id,
+            purpose_of_use="TREAT",
+        )
+        decision = refusals.require(
             principal.actor,
             PolicyAction.READ_CLIENT_RECORD,
             Resource(org_id=target[0], client_id=client_id),
             facts,
+            attempt=event,
         )
         name = await accounts_repo.display_name(conn, client_id)
         await record(
             conn,
-            AuditEvent(
-                action=Action.READ,
-                event_type="client.read",
-                org_id=target[0],
-                agent_account_id=principal.account_id,
-                agent_role=principal.role,  # type: ignore[arg-type]
-                entity_type="client",
-                entity_id=client_id,
-                subject_id=client_id,
+            msgspec.structs.replace(
+                event,
                 purpose_of_use="ETREAT" if decision.emergency_access_id else "TREAT",
                 consent_id=decision.consent_id,
             ),

@@ -16,6 +16,7 @@ from backend.realtime.outbox import outbox_statement
 __all__ = [
     "ConversationContext",
     "ConversationRow",
+    "LeftConversation",
     "MemberRow",
     "MessageRow",
     "NewMessage",
@@ -30,6 +31,7 @@ __all__ = [
     "mark_delivered",
     "mark_read",
     "page_messages",
+    "remove_from_every_conversation",
     "set_member_status",
     "store_message",
 ]
@@ -443,3 +445,36 @@ async def mark_read(
         now,
     )
     return int(result.split()[-1])
+
+
+class LeftConversation(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation an account was removed from, and who remains in it."""
+
+    conversation_id: uuid.UUID
+    client_id: uuid.UUID | None
+    remaining: list[uuid.UUID]
+
+
+async def remove_from_every_conversation(
+    conn: asyncpg.Connection, account_id: uuid.UUID, now: dt.datetime
+) -> list[LeftConversation]:
+    """Remove an account from every conversation it is (or is invited to be) a member of."""
+    rows = await conn.fetch(
+        """
+        WITH ended AS (
+            UPDATE conversation_members SET status = 'removed', removed_at = $2
+            WHERE account_id = $1 AND status <> 'removed'
+            RETURNING conversation_id
+        )
+        SELECT e.conversation_id, c.client_id,
+               ARRAY(SELECT m.account_id FROM conversation_members m
+                     WHERE m.conversation_id = e.conversation_id AND m.status <> 'removed'
+                       AND m.account_id <> $1
+                     ORDER BY m.account_id) AS remaining
+        FROM ended e JOIN conversations c ON c.id = e.conversation_id
+        ORDER BY e.conversation_id
+        """,
+        account_id,
+        now,
+    )
+    return [msgspec.convert(dict(r), LeftConversation) for r in rows]

@@ -9,6 +9,14 @@ Sharing re-issues the envelope with added wrapped keys and nothing else
 (``crypto.public.verify_recipient_addition``). In an emergency, the custodian's
 holder re-wraps content keys for the break-glass clinician; the server stores the
 wraps, and the reader's client checks them against the envelope's key commitment.
+
+Existence does not leak: whoever is outside the client's circle (see
+:mod:`backend.policy.decide`) gets, on a client's notes, the 404 of a client that does
+not exist, and whoever cannot read a note gets, on that note, the 404 of a note that
+does not exist; a 403 is for those who know the object (the client on their own
+record, a clinician who treats the client, a reader of the note who is not its
+author). Every refused attempt on an existing object is audited
+(:mod:`backend.audit_trail.refusals`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import asyncpg
 import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.refusals import Refusals, audit_refusals
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
 from backend.consent.service import load_client_facts
@@ -328,11 +337,23 @@ async def create_note(
     """Write a note about a client."""
     if envelope.kind is not EnvelopeKind.NOTE or envelope.context_id != client_id:
         raise InvalidInputError("The envelope is not a note about this client.")
-    async with tenant_transaction(conn, principal.org_id):
+    now = rt.clock.now()
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         org_id = await _client_org(conn, client_id)
-        facts = await load_client_facts(conn, principal.account_id, client_id, rt.clock.now())
-        decision = require(
-            principal.actor, PolicyAction.WRITE_NOTE, Resource(org_id=org_id, client_id=client_id), facts
+        facts = await load_client_facts(conn, principal.account_id, client_id, now)
+        decision = refusals.require(
+            principal.actor,
+            PolicyAction.WRITE_NOTE,
+            Resource(org_id=org_id, client_id=client_id),
+            facts,
+            attempt=_event(
+                principal,
+                "note.create",
+                Action.CREATE,
+                org_id=org_id,
+                client_id=client_id,
+                entity=("note", envelope.item_id),
+            ),
         )
         return await _store(
             rt,
@@ -356,24 +377,35 @@ async def amend_note(
     ctx: AuditContext,
 ) -> tuple[NoteStored, bool]:
     """The author amends a note: a new, linked note; the original is never rewritten."""
-    async with tenant_transaction(conn, principal.org_id):
-        original = await repo.get_note(conn, note_id, principal.account_id, rt.clock.now())
+    now = rt.clock.now()
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
+        original = await repo.get_note(conn, note_id, principal.account_id, now)
         if original is None or original.org_id != principal.org_id:
             raise NotFoundError
+        attempt = _event(
+            principal,
+            "note.amend",
+            Action.CREATE,
+            org_id=original.org_id,
+            client_id=original.client_id,
+            entity=("note", note_id),
+        )
+        await _require_reader(conn, principal, original, refusals, attempt)
         if original.author_id != principal.account_id or original.kind != "note":
-            raise NotFoundError if principal.role == "client" else _not_author()
+            raise refusals.refuse(attempt, "not_author", _not_author())
         if (
             envelope.kind is not EnvelopeKind.NOTE_AMENDMENT
             or envelope.context_id != original.client_id
             or envelope.references != note_id
         ):
             raise InvalidInputError("The envelope is not an amendment of this note.")
-        facts = await load_client_facts(conn, principal.account_id, original.client_id, rt.clock.now())
-        decision = require(
+        facts = await load_client_facts(conn, principal.account_id, original.client_id, now)
+        decision = refusals.require(
             principal.actor,
             PolicyAction.WRITE_NOTE,
             Resource(org_id=original.org_id, client_id=original.client_id),
             facts,
+            attempt=attempt,
         )
         return await _store(
             rt,
@@ -388,8 +420,26 @@ async def amend_note(
         )
 
 
-def _not_author() -> Exception:
+def _not_author() -> ForbiddenError:
     return ForbiddenError("Only the author amends or shares a note.")
+
+
+async def _require_reader(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    note: repo.NoteRow,
+    refusals: Refusals,
+    attempt: AuditEvent,
+) -> None:
+    """404 (audited) unless the caller can see the note: a reader, or holding a live break-glass wrap.
+
+    Clients get a 404 for any note they did not write (they write none): a note shared
+    with them is theirs to read, never to amend or re-share.
+    """
+    if principal.role == "client":
+        raise refusals.refuse(attempt, "not_author", NotFoundError())
+    if note.wrapped_key is None and principal.account_id not in await repo.readers(conn, note.id):
+        raise refusals.refuse(attempt, "not_reader", NotFoundError())
 
 
 async def share_note(
@@ -402,18 +452,26 @@ async def share_note(
 ) -> NoteStored:
     """The author re-issues a note's envelope with added recipients, and nothing else changed."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         note = await repo.get_note(conn, note_id, principal.account_id, now)
         if note is None or note.org_id != principal.org_id:
             raise NotFoundError
-        if principal.role == "client":
-            raise NotFoundError
+        attempt = _event(
+            principal,
+            "note.share",
+            Action.UPDATE,
+            org_id=note.org_id,
+            client_id=note.client_id,
+            entity=("note", note_id),
+        )
+        await _require_reader(conn, principal, note, refusals, attempt)
         facts = await load_client_facts(conn, principal.account_id, note.client_id, now)
-        decision = require(
+        decision = refusals.require(
             principal.actor,
             PolicyAction.SHARE_NOTE,
             Resource(org_id=note.org_id, client_id=note.client_id, owner_id=note.author_id),
             facts,
+            attempt=attempt,
         )
         previous = decode_envelope(note.envelope)
         author_bundles = await keys_repo.list_bundles(conn, principal.account_id)
@@ -463,7 +521,12 @@ async def share_note(
 
 
 async def _read_access(
-    rt: Runtime, conn: asyncpg.Connection, principal: Principal, client_id: uuid.UUID
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    client_id: uuid.UUID,
+    refusals: Refusals,
+    attempt: AuditEvent,
 ) -> tuple[uuid.UUID, Decision, bool]:
     """``(org, decision, author_only)``: what the caller may read of this client's notes."""
     org_id = await _client_org(conn, client_id)
@@ -478,11 +541,12 @@ async def _read_access(
         or principal.role != "clinician"
         or not await repo.has_authored(conn, client_id, principal.account_id)
     ):
-        require(
+        refusals.require(
             principal.actor,
             PolicyAction.READ_CLIENT_RECORD,
             Resource(org_id=org_id, client_id=client_id),
             facts,
+            attempt=attempt,
         )
     # Without consent, an author still reads the notes they wrote (treatment records).
     return org_id, Decision(allowed=True, reason="author"), True
@@ -518,8 +582,16 @@ async def list_notes(
     position = decode_cursor(rt.keys, f"notes:{client_id}", after) if after else 0
     limit = max(1, min(limit, MAX_PAGE))
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
-        org_id, decision, author_only = await _read_access(rt, conn, principal, client_id)
+    attempt = _event(
+        principal,
+        "note.list",
+        Action.READ,
+        org_id=principal.org_id,
+        client_id=client_id,
+        entity=("client", client_id),
+    )
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
+        org_id, decision, author_only = await _read_access(rt, conn, principal, client_id, refusals, attempt)
         rows = await repo.list_notes(
             conn,
             client_id=client_id,
@@ -554,17 +626,29 @@ async def get_note(
 ) -> NoteView:
     """One note, if the caller may read it."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         row = await repo.get_note(conn, note_id, principal.account_id, now)
         if row is None or row.org_id != principal.org_id:
             raise NotFoundError
-        org_id, decision, author_only = await _read_access(rt, conn, principal, row.client_id)
+        attempt = _event(
+            principal,
+            "note.read",
+            Action.READ,
+            org_id=row.org_id,
+            client_id=row.client_id,
+            entity=("note", note_id),
+        )
         readers = await repo.readers(conn, note_id)
+        if principal.account_id not in readers and row.wrapped_key is None:
+            raise refusals.refuse(attempt, "not_reader", NotFoundError())
+        org_id, decision, author_only = await _read_access(
+            rt, conn, principal, row.client_id, refusals, attempt
+        )
         visible = principal.account_id in readers or (
             decision.emergency_access_id is not None and row.wrapped_key is not None
         )
         if not visible or (author_only and row.author_id != principal.account_id):
-            raise NotFoundError
+            raise refusals.refuse(attempt, "not_reader", NotFoundError())
         await record(
             conn,
             _event(

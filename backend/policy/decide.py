@@ -8,6 +8,14 @@ boundary (a resource of another organization is ``not_found``, so its existence
 does not leak), then role, then relationship and consent. An action it does not
 know is denied.
 
+A client's data has a circle: the client, the clinicians who treat them (a care
+relationship), the clinicians an unrevoked consent of theirs names (in force or not),
+and those with a break-glass opening for them that is not closed.
+Whoever is outside it (other clients, admins, compliance officers, other clinicians)
+is told ``not_found``, exactly as for a client who does not exist; inside it, a
+refusal is ``forbidden`` with its reason (for example ``no_consent``: the clinician
+knows the client, and may ask for consent or open break-glass).
+
 Consent is not the only legal basis: treatment records rest on their own basis
 (GDPR Art. 9(2)(h), HIPAA treatment). What consent allows here (messaging, reading
 and sharing records by its grantee) stops the moment it is revoked or expires;
@@ -50,6 +58,8 @@ class Action(enum.StrEnum):
     # GDPR Art. 15/20: every account (staff included) downloads what is held about it.
     EXPORT_OWN_DATA = "subject.export"
     CREATE_STAFF_ACCOUNT = "account.create_staff"
+    # Admins change a staff member's role and disable or re-enable accounts.
+    MANAGE_ACCOUNTS = "account.manage"
     CREATE_INVITE = "invite.create"
     # Key directory: an account manages its own keys and backup; anyone in the
     # organization may read anyone's public keys (to encrypt to them).
@@ -203,13 +213,25 @@ def _emergency_for(actor: Actor, facts: Facts) -> EmergencyFact | None:
     return None
 
 
-def _client_data(actor: Actor, action: Action, resource: Resource, facts: Facts | None) -> Decision:
+def _knows_client(actor: Actor, facts: Facts) -> bool:
+    """Whether a clinician is inside the client's circle (see the module docstring)."""
+    return (
+        facts.treats
+        or any(c.grantee_type == "clinician" and c.grantee_id == actor.account_id for c in facts.consents)
+        or any(e.clinician_id == actor.account_id for e in facts.emergencies)
+    )
+
+
+def _client_data(
+    actor: Actor, action: Action, resource: Resource, facts: Facts | None, *, member: bool = False
+) -> Decision:
+    """Client data as consent (or break-glass) allows; ``member``: the actor already knows the client."""
     if resource.client_id is None or facts is None:
         return _deny("missing_facts")
     if actor.role == "client":
         return _allow("self") if resource.client_id == actor.account_id else _deny("not_found")
     if actor.role != "clinician":
-        return _deny("role")
+        return _deny("role") if member else _deny("not_found")
     consent = _consent_for(actor, SCOPE_OF[action], facts)
     if consent is not None:
         return _allow("consent", consent.consent_id)
@@ -217,6 +239,8 @@ def _client_data(actor: Actor, action: Action, resource: Resource, facts: Facts 
         opening = _emergency_for(actor, facts)
         if opening is not None:
             return Decision(allowed=True, reason="emergency", emergency_access_id=opening.access_id)
+    if not member and not _knows_client(actor, facts):
+        return _deny("not_found")
     return _deny("no_consent")
 
 
@@ -229,6 +253,10 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             if resource.owner_id == actor.account_id:
                 return _allow("self")
             return _deny("not_found")
+        case Action.MANAGE_ACCOUNTS:
+            if actor.role != "admin":
+                return _deny("role")
+            return _allow("admin")
         case Action.CREATE_STAFF_ACCOUNT:
             if actor.role != "admin":
                 return _deny("role")
@@ -275,13 +303,17 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
                 return _deny("role")
             if resource.client_id is None:
                 return _allow("clinician")  # a support group: clients join by their own consent
-            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
+            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts, member=True)
         case Action.READ_CONVERSATION | Action.SEND_MESSAGE:
             if resource.membership != "active":
                 return _deny("not_found")
-            if resource.client_id is None or actor.role == "client":
+            if actor.role == "client":
                 return _allow("member")
-            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
+            if actor.role != "clinician":
+                return _deny("role")  # only clients and clinicians take part in conversations
+            if resource.client_id is None:
+                return _allow("member")
+            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts, member=True)
         case Action.MANAGE_MEMBERS:
             if resource.membership != "active":
                 return _deny("not_found")
@@ -289,15 +321,17 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
                 return _deny("role")
             if resource.client_id is not None:
                 # In a client's conversation, only while the client's consent still allows it.
-                return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
+                return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts, member=True)
             return _allow("clinician_member")
         case Action.JOIN_CONVERSATION:
             if actor.role != "client" or resource.membership != "invited":
                 return _deny("not_found")
             return _allow("own_consent")
         case Action.WRITE_NOTE:
+            if actor.role == "client" and resource.client_id == actor.account_id:
+                return _deny("role")  # a client's own record: they know it, they do not write notes
             if actor.role != "clinician":
-                return _deny("role")
+                return _deny("not_found")
             if resource.client_id is None or facts is None:
                 return _deny("missing_facts")
             if facts.treats:
@@ -305,6 +339,8 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             consent = _consent_for(actor, "records.read", facts)
             if consent is not None:
                 return _allow("consent", consent.consent_id)
+            if not _knows_client(actor, facts):
+                return _deny("not_found")
             return _deny("no_relationship")
         case Action.SHARE_NOTE:
             # The author shares (adds wrapped keys) while they treat the client, or while the

@@ -4,8 +4,11 @@ Roles are those of :class:`tests.hostile.world.Org`: ``admin``, ``clinician`` (t
 the client, with their consent), ``colleague`` (a clinician without consent or care
 relationship), ``compliance_officer``, ``client`` (consent active) and
 ``revoked_client`` (consent revoked). A role not named in an operation's row gets the
-row's denial status: ``403`` when the role may never do this, ``404`` when the object
-is not visible to it (its existence does not leak).
+row's denial status: ``403`` when the role may never do this, or knows the object but may
+not do this to it; ``404`` when the object is not visible to it (its existence does not
+leak: the answer is the one an unknown id gets). On a client's record and notes (A-02)
+only the client's circle gets 403s: the client themselves, and the clinician who treats
+them; everyone else gets 404.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ TABLE: dict[str, Row] = {
     "streamEvents": SELF,
     # Onboarding.
     "createStaffAccount": only("admin"),
+    # Access changes (A-06b, A-10): admins only; the recipes are no-ops on the admin's own account.
+    "setAccountRole": only("admin"),
+    "setAccountStatus": only("admin"),
     "createInvite": only("clinician", "colleague"),
     # Key directory: everyone in the organization reads everyone's public keys.
     "listAccountKeys": Row(EVERYONE),
@@ -112,14 +118,18 @@ TABLE: dict[str, Row] = {
     "listMyErasureRequests": only("client", "revoked_client"),
     "listErasureRequests": only("compliance_officer"),
     "decideErasureRequest": only("compliance_officer"),
-    # A client's record: the client, and the clinician their consent names.
-    "getClient": only("client", "clinician", revoked_client=404),
-    "listNotes": only("client", "clinician", revoked_client=404),
-    "createNote": only("clinician", revoked_client=403),
-    # A note is sealed to its author and the custodian: a client sees it once it is shared.
-    "getNote": only("clinician", client=404, revoked_client=404),
-    "amendNote": only("clinician", client=404, revoked_client=404),
-    "shareNote": only("clinician", client=404, revoked_client=404),
+    # A client's record: the client, and the clinician their consent names. Outside the
+    # client's circle (admins, compliance officers, a clinician who does not treat them,
+    # another client) the record does not exist (A-02).
+    "getClient": only("client", "clinician", deny=404),
+    "listNotes": only("client", "clinician", deny=404),
+    # The client knows their own record but writes no notes (403).
+    "createNote": only("clinician", deny=404, client=403),
+    # A note is sealed to its author and the custodian: a client sees it once it is shared;
+    # whoever cannot read it is told it does not exist.
+    "getNote": only("clinician", deny=404),
+    "amendNote": only("clinician", deny=404),
+    "shareNote": only("clinician", deny=404),
     # Conversations (the client and their clinician are its members).
     "createConversation": only("clinician"),
     "listConversations": Row(EVERYONE),

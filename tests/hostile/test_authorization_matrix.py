@@ -10,6 +10,9 @@ unexamined. Against the real server process and a world of two organizations
   theirs to see), every other cell gets exactly the table's 403 or 404;
 - each role of the second organization on the first one's objects: the same answer,
   status and problem document, as for ids that exist nowhere (no existence leak);
+- each role of the first organization denied with 404 on its own organization's objects
+  (outside a client's circle, not a reader of a note...): the same answer as for ids
+  that exist nowhere;
 - no token, a malformed, a forged, an expired and a logged-out token: 401, one document;
 - a clinician whose client revoked consent: 403 on that client's record;
 - every JSON body with one unknown key first: 400 naming the unknown field.
@@ -209,6 +212,11 @@ RECIPES: dict[str, Recipe] = {
             "role": "clinician",
             "password": STAFF_PASSWORD,
         },
+    ),
+    # No-ops on the organization's admin (the world must stay as it is for the other cells).
+    "setAccountRole": lambda t, w, a: Call("PUT", f"/v1/accounts/{t.admin_id}/role", {"role": "admin"}),
+    "setAccountStatus": lambda t, w, a: Call(
+        "PUT", f"/v1/accounts/{t.admin_id}/status", {"status": "active"}
     ),
     "createInvite": lambda t, w, a: Call("POST", "/v1/invites", {}),
     "listAccountKeys": lambda t, w, a: Call("GET", f"/v1/accounts/{t.clinician_id}/keys"),
@@ -524,6 +532,28 @@ _PLAIN = {
     "listErasureRequests",
     "listConversations",
 }
+
+
+def test_hidden_objects_answer_like_ids_that_do_not_exist(world: World, http: httpx.Client) -> None:
+    """A-02: inside one organization, a 404 denial is the 404 of an unknown id (status and document)."""
+    own, nowhere = Targets.of(world.a), Targets.nowhere()
+    problems: list[str] = []
+    checked = 0
+    for operation_id, recipe in RECIPES.items():
+        row = TABLE[operation_id]
+        if operation_id in SESSION_ENDING | SELF_ONLY or _names_no_foreign_object(operation_id):
+            continue
+        for role in ROLES:
+            if role in row.allowed or row.expected_denial(role) != 404:
+                continue
+            member = world.a.members[role]
+            hidden = _shape(_send(http, recipe(own, world, member), member.token))
+            unknown = _shape(_send(http, recipe(nowhere, world, member), member.token))
+            checked += 1
+            if hidden != unknown or hidden[0] != 404:
+                problems.append(f"{operation_id} as alpha/{role}: hidden {hidden} vs unknown {unknown}")
+    assert not problems, "\n".join(problems)
+    assert checked >= 25
 
 
 @pytest.mark.parametrize("kind", ["missing", "malformed", "forged", "expired", "logged_out", "wrong_scheme"])

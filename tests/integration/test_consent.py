@@ -96,11 +96,16 @@ async def test_grant_receipt_and_access(
     assert allowed.status_code == 200, allowed.text
     assert allowed.json()["basis"] == "consent"
     assert allowed.json()["consent_id"] == body["consent_id"]
-    # Another clinician of the same organization is not named by the consent.
-    assert (await client.get(record, headers=world.other_doc.headers)).status_code == 403
+    # Another clinician of the same organization is not named by the consent: outside the
+    # client's circle, the answer is that of a client that does not exist.
+    assert (await client.get(record, headers=world.other_doc.headers)).status_code == 404
     reads = await audit_rows(db, "client.read")
-    assert len(reads) == 1
-    assert str(reads[0]["consent_id"]) == body["consent_id"], "the audit event names the consent"
+    allowed_reads = [r for r in reads if r["outcome"] == 0]
+    assert len(allowed_reads) == 1
+    assert str(allowed_reads[0]["consent_id"]) == body["consent_id"], "the audit event names the consent"
+    # The refused attempts are on the trail too, with the policy's reason.
+    refused = [(r["agent_account_id"], r["outcome"], r["outcome_reason"]) for r in reads if r["outcome"] != 0]
+    assert refused == [(doc.id, 4, "no_consent"), (world.other_doc.id, 4, "not_found")]
 
 
 async def test_revocation_takes_effect_on_the_next_request(
@@ -163,7 +168,7 @@ async def test_organization_grant_reaches_only_treating_clinicians(
     assert (
         await client.get(f"/v1/clients/{patient.id}", headers=world.clinic.clinician.headers)
     ).status_code == 200
-    assert (await client.get(f"/v1/clients/{patient.id}", headers=world.other_doc.headers)).status_code == 403
+    assert (await client.get(f"/v1/clients/{patient.id}", headers=world.other_doc.headers)).status_code == 404
     # Listing follows the same rule: the organization grant is not shown to a clinician who does
     # not treat the client (it would reveal the organization's client list).
     mine = (await client.get("/v1/consents", headers=world.clinic.clinician.headers)).json()["items"]
@@ -261,7 +266,7 @@ async def test_break_glass_dual_control(
 ) -> None:
     doc, patient, admin = world.other_doc, world.clinic.client, world.clinic.admin
     record = f"/v1/clients/{patient.id}"
-    assert (await client.get(record, headers=doc.headers)).status_code == 403
+    assert (await client.get(record, headers=doc.headers)).status_code == 404, "not in the client's circle"
     no_reason = await client.post(
         "/v1/emergency-access", json={"client_id": str(patient.id)}, headers=doc.headers
     )
@@ -361,9 +366,10 @@ async def test_http_matrix_matches_the_policy_table(
             world.clinic.clinician,
             200 if treating_granted else 403,
         ),
-        "a clinician who does not treat the client": (world.other_doc, 403),
-        "a compliance officer": (compliance, 403),
-        "an admin": (world.clinic.admin, 403),
+        # Outside the client's circle: the answer of a client that does not exist.
+        "a clinician who does not treat the client": (world.other_doc, 404),
+        "a compliance officer": (compliance, 404),
+        "an admin": (world.clinic.admin, 404),
         "a clinician of another organization": (outsider_clinic.clinician, 404),
         "a client of another organization": (other_client, 404),
     }
@@ -372,8 +378,9 @@ async def test_http_matrix_matches_the_policy_table(
         assert response.status_code == status, f"{state}: {who} got {response.status_code}"
     unknown = await client.get(f"/v1/clients/{uuid.uuid4()}", headers=world.clinic.clinician.headers)
     foreign = await client.get(f"/v1/clients/{patient.id}", headers=outsider_clinic.clinician.headers)
-    assert unknown.status_code == foreign.status_code == 404
-    # No existence leak: an unknown id and another organization's client answer alike.
-    assert {k: v for k, v in unknown.json().items() if k != "request_id"} == {
-        k: v for k, v in foreign.json().items() if k != "request_id"
-    }
+    hidden = await client.get(f"/v1/clients/{patient.id}", headers=world.other_doc.headers)
+    assert unknown.status_code == foreign.status_code == hidden.status_code == 404
+    # No existence leak: an unknown id, another organization's client and a client outside
+    # the caller's circle answer alike.
+    shapes = [{k: v for k, v in r.json().items() if k != "request_id"} for r in (unknown, foreign, hidden)]
+    assert shapes[0] == shapes[1] == shapes[2]

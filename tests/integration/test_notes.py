@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
@@ -191,8 +192,9 @@ async def test_share_with_client_and_consented_colleague(
         practice.doc, patient.id, "Plan: CBT weekly.", [practice.doc.bundle, practice.custodian.bundle]
     )
     await client.post(f"/v1/clients/{patient.id}/notes", json=as_json(written), headers=doc.headers)
-    # The colleague has no consent: no access, and the author may not share with them.
-    assert (await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)).status_code == 403
+    # The colleague has no consent nor care relationship: outside the client's circle, the
+    # answer is that of a client that does not exist (A-02); the author may not share with them.
+    assert (await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)).status_code == 404
     to_colleague = share_envelope(written, sender=practice.doc, add=[practice.colleague_keys.bundle])
     refused = await client.post(
         f"/v1/notes/{written.item_id}/shares", json=as_json(to_colleague), headers=doc.headers
@@ -247,9 +249,29 @@ async def test_author_keeps_access_without_consent_others_do_not(
     assert (
         await client.get(f"/v1/clients/{patient.id}/notes", headers=other.clinician.headers)
     ).status_code == 404
-    assert (
-        await client.get(f"/v1/notes/{written.item_id}", headers=practice.colleague.headers)
-    ).status_code == 403
+    # A colleague of the same organization who cannot read the note is told what an unknown
+    # note id tells (A-02), in reading and in writing, and the attempts are audited.
+    hidden = await client.get(f"/v1/notes/{written.item_id}", headers=practice.colleague.headers)
+    unknown = await client.get(f"/v1/notes/{uuid.uuid4()}", headers=practice.colleague.headers)
+    amend = note(practice.doc, patient.id, "x", [practice.doc.bundle], amends=written.item_id)
+    hidden_amend = await client.post(
+        f"/v1/notes/{written.item_id}/amendments", json=as_json(amend), headers=practice.colleague.headers
+    )
+    assert hidden.status_code == unknown.status_code == hidden_amend.status_code == 404
+    assert _shape(hidden) == _shape(unknown) == _shape(hidden_amend)
+    refused = [
+        (r["event_type"], r["outcome_reason"])
+        for r in await audit_rows(db)
+        if r["agent_account_id"] == practice.colleague.id and r["outcome"] != 0
+    ]
+    assert refused == [("note.read", "not_reader"), ("note.amend", "not_reader")]
+
+
+def _shape(response: httpx.Response) -> dict[str, object]:
+    """What a caller learns from a problem document (the request id aside)."""
+    return {k: v for k, v in problem(response).items() if k != "request_id"} | {
+        "status": response.status_code
+    }
 
 
 async def test_custodian_key_rules(client: AsyncTestClient[Litestar], practice: Practice) -> None:

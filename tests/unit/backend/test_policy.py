@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 import pytest
 
 from backend.errors import ForbiddenError, NotFoundError
-from backend.policy import Action, Actor, Resource, decide, require
+from backend.policy import Action, Actor, Facts, Resource, decide, require
 
 ORG = uuid.uuid4()
 OTHER_ORG = uuid.uuid4()
@@ -71,3 +72,39 @@ def test_key_and_audit_rules(role: str) -> None:
     own = decide(actor, Action.READ_OWN_DISCLOSURES, Resource(org_id=ORG, owner_id=ME))
     assert own.allowed == (role == "client")
     assert not decide(actor, Action.READ_OWN_DISCLOSURES, Resource(org_id=ORG, owner_id=other)).allowed
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_admins_manage_accounts(role: str) -> None:
+    """A-10/A-06b: role changes and disabling are the admins' alone; another organization is not found."""
+    actor = Actor(account_id=ME, org_id=ORG, role=role)  # type: ignore[arg-type]
+    assert decide(actor, Action.MANAGE_ACCOUNTS, Resource(org_id=ORG)).allowed == (role == "admin")
+    elsewhere = decide(actor, Action.MANAGE_ACCOUNTS, Resource(org_id=OTHER_ORG))
+    assert elsewhere.reason == "not_found"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_only_clients_and_clinicians_take_part_in_conversations(role: str) -> None:
+    """A-10: a member whose role changed away from clinician reads no group any more."""
+    actor = Actor(account_id=ME, org_id=ORG, role=role)  # type: ignore[arg-type]
+    group = Resource(org_id=ORG, membership="active")
+    assert decide(actor, Action.READ_CONVERSATION, group).allowed == (role in {"client", "clinician"})
+    assert decide(actor, Action.READ_CONVERSATION, Resource(org_id=ORG)).reason == "not_found"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_notes_about_a_client_outside_the_circle_are_not_found(role: str) -> None:
+    """A-02: writing a note about someone else's client answers like a client that does not exist."""
+    actor = Actor(account_id=ME, org_id=ORG, role=role)  # type: ignore[arg-type]
+    facts = Facts(now=dt.datetime(2026, 6, 1, tzinfo=dt.UTC))
+    stranger = decide(actor, Action.WRITE_NOTE, Resource(org_id=ORG, client_id=uuid.uuid4()), facts)
+    assert stranger.reason == "not_found"
+    own = decide(actor, Action.WRITE_NOTE, Resource(org_id=ORG, client_id=ME), facts)
+    assert own.reason == ("role" if role == "client" else "not_found")
+    treated = decide(
+        actor,
+        Action.WRITE_NOTE,
+        Resource(org_id=ORG, client_id=uuid.uuid4()),
+        Facts(now=facts.now, treats=True),
+    )
+    assert treated.allowed == (role == "clinician")

@@ -68,19 +68,26 @@ STATES = [
 ROLES = ["client_self", "client_other", "clinician", "compliance_officer", "admin"]
 
 
+# Consent states whose consent names the clinician (DOC): they know the client.
+NAMES_DOC = {"active", "other_scope", "expired", "not_yet_valid", "revoked"}
+
+
 def expected(role: str, state: str, treats: bool, same_org: bool) -> str:
-    """The table, written out: 'allow', 'forbidden' or 'not_found'."""
+    """The table, written out: 'allow', 'forbidden' or 'not_found'.
+
+    Outside the client's circle (A-02) is 'not_found', as for a client that does not
+    exist: another client, admins, compliance officers, and clinicians who neither treat
+    the client nor are named by a consent of theirs.
+    """
     if not same_org:
         return "not_found"
     if role == "client_self":
         return "allow"
-    if role == "client_other":
+    if role in {"client_other", "compliance_officer", "admin"}:
         return "not_found"
-    if role in {"compliance_officer", "admin"}:
-        return "forbidden"
     if state == "active" or (state == "active_org" and treats):
         return "allow"
-    return "forbidden"
+    return "forbidden" if treats or state in NAMES_DOC else "not_found"
 
 
 @pytest.mark.parametrize(
@@ -98,6 +105,8 @@ def test_client_data_matrix(role: str, action: Action, state: str, treats: bool,
     assert decision.allowed == (want == "allow")
     if want == "not_found":
         assert decision.reason == "not_found"
+    if want == "forbidden":
+        assert decision.reason != "not_found"
     if want == "allow" and role == "clinician":
         assert decision.consent_id == uuid.UUID(int=1), "the audit event names the consent that allowed it"
 
