@@ -126,7 +126,12 @@ def run_sql(database_url: str, sql: str, *args: Any) -> None:
 
 
 def consent_statement(
-    keys: IdentityKeys, org_id: uuid.UUID, grantee: uuid.UUID, action: ConsentAction, consent_id: uuid.UUID
+    keys: IdentityKeys,
+    org_id: uuid.UUID,
+    grantee: uuid.UUID,
+    action: ConsentAction,
+    consent_id: uuid.UUID,
+    purpose: str = "TREAT",
 ) -> Any:
     """A consent statement signed by the client's key, as JSON (grant or revoke)."""
     start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
@@ -139,7 +144,7 @@ def consent_statement(
             grantee_type="clinician",
             grantee_id=grantee,
             scopes=("messaging", "records.read", "records.share"),
-            purpose="TREAT",
+            purpose=purpose,
             valid_from=start,
             valid_until=start + dt.timedelta(days=30),
         )
@@ -185,9 +190,10 @@ class Builder:
         grantee: uuid.UUID,
         action: ConsentAction,
         consent_id: uuid.UUID,
+        purpose: str = "TREAT",
     ) -> None:
         assert client.keys is not None
-        statement = consent_statement(client.keys, org_id, grantee, action, consent_id)
+        statement = consent_statement(client.keys, org_id, grantee, action, consent_id, purpose)
         url = "/v1/consents" if action == ConsentAction.GRANT else f"/v1/consents/{consent_id}/revoke"
         _ok(self.http.post(url, json=statement, headers=client.headers))
 
@@ -251,7 +257,8 @@ class Builder:
 
         consent_id, spare_id, revoked_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         self.consent(pat, org_id, doc.id, ConsentAction.GRANT, consent_id)
-        self.consent(pat, org_id, doc.id, ConsentAction.GRANT, spare_id)  # for the matrix to revoke
+        # For the matrix to revoke: another purpose (one active consent per grantee and purpose).
+        self.consent(pat, org_id, doc.id, ConsentAction.GRANT, spare_id, "CAREMGT")
         self.consent(former, org_id, doc.id, ConsentAction.GRANT, revoked_id)
 
         conversation_id = uuid.uuid4()
