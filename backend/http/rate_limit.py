@@ -25,6 +25,13 @@ forgotten first (a flood of distinct keys cannot grow memory without bound).
 
 The tables are plain data touched only from the process's event loop, with no ``await``
 inside an update, so no lock is needed.
+
+Not Litestar's ``RateLimitMiddleware`` (2.x): it counts fixed windows (a client may send
+twice the limit across a window edge, and there is no separate burst), stores each key's
+list of request times JSON-encoded in a ``MemoryStore`` that has no size bound (expired
+entries go only when someone calls ``delete_expired``), serialises every request on one
+lock, keys on one identifier (no "token, else address" or failure accounting), and
+answers with ``RateLimit-*`` headers but no ``Retry-After``.
 """
 
 from __future__ import annotations
