@@ -27,7 +27,7 @@ import msgspec
 
 from backend.audit_trail.writer import AuditContext, AuditEvent, Outcome, record
 from backend.db.tenancy import tenant_transaction
-from backend.errors import ForbiddenError, NotFoundError
+from backend.errors import DomainError
 from backend.policy import Action, Actor, Decision, Facts, Resource, decide, require
 
 __all__ = ["Refusals", "audit_refusals"]
@@ -56,7 +56,7 @@ class Refusals:
             self.note(attempt, decision.reason)
         return require(actor, action, resource, facts)
 
-    def refuse(self, attempt: AuditEvent, reason: str, error: NotFoundError | ForbiddenError) -> Exception:
+    def refuse(self, attempt: AuditEvent, reason: str, error: DomainError) -> DomainError:
         """Remember ``attempt`` as refused for ``reason``; returns ``error`` for the caller to raise."""
         self.note(attempt, reason)
         return error
@@ -64,7 +64,11 @@ class Refusals:
     def note(self, attempt: AuditEvent, reason: str) -> None:
         """Remember ``attempt`` as refused for ``reason`` (a policy reason code)."""
         self.event = msgspec.structs.replace(
-            attempt, outcome=Outcome.MINOR_FAILURE, outcome_reason=reason, purpose_of_use=None, consent_id=None
+            attempt,
+            outcome=Outcome.MINOR_FAILURE,
+            outcome_reason=reason,
+            purpose_of_use=None,
+            consent_id=None,
         )
 
 
@@ -72,11 +76,11 @@ class Refusals:
 async def audit_refusals(
     conn: asyncpg.Connection, ctx: AuditContext, at: dt.datetime
 ) -> AsyncIterator[Refusals]:
-    """Write the refusal noted in the block, if it ended with a 403 or 404, then re-raise."""
+    """Write the refusal noted in the block, if it ended with its error (a 403, 404 or 422), then re-raise."""
     refusals = Refusals()
     try:
         yield refusals
-    except (NotFoundError, ForbiddenError):
+    except DomainError:
         event = refusals.event
         if event is not None and event.org_id is not None:
             async with tenant_transaction(conn, event.org_id):

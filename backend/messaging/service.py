@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.refusals import audit_refusals
 from backend.audit_trail.writer import event_parameters
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
@@ -184,10 +185,13 @@ async def _check_clinician_may_message(
         raise InvalidInputError("The client has not consented to messaging with every clinician named.")
 
 
+_NOT_A_MEMBER = "Every member must be an active account of this organization."
+
+
 async def _account(conn: asyncpg.Connection, account_id: uuid.UUID, org_id: uuid.UUID) -> str:
     found = await consent_repo.account_role(conn, account_id)
     if found is None or found[0] != org_id or found[2] != "active":
-        raise InvalidInputError("Every member must be an active account of this organization.")
+        raise InvalidInputError(_NOT_A_MEMBER)
     return found[1]
 
 
@@ -238,18 +242,34 @@ async def create_conversation(
     if req.kind == "direct" and req.clinicians:
         raise InvalidInputError("A direct conversation is one client with one clinician.")
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    # Staff who never start conversations are refused before the client is looked up, and a
+    # clinician outside the client's circle gets the answer of a client_id that names nobody
+    # neither learns whether the client exists. The refusal is audited.
+    require(principal.actor, PolicyAction.CREATE_CONVERSATION, Resource(org_id=principal.org_id))
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         facts = None
         if req.client_id is not None:
             if await _account(conn, req.client_id, principal.org_id) != "client":
                 raise InvalidInputError("client_id must name a client.")
             facts = await load_client_facts(conn, principal.account_id, req.client_id, now)
-        decision = require(
-            principal.actor,
-            PolicyAction.CREATE_CONVERSATION,
-            Resource(org_id=principal.org_id, client_id=req.client_id),
-            facts,
-        )
+        resource = Resource(org_id=principal.org_id, client_id=req.client_id)
+        if not (
+            decision := decide(principal.actor, PolicyAction.CREATE_CONVERSATION, resource, facts)
+        ).allowed:
+            attempt = AuditEvent(
+                action=Action.CREATE,
+                event_type="conversation.create",
+                org_id=principal.org_id,
+                agent_account_id=principal.account_id,
+                agent_role=principal.role,  # type: ignore[arg-type]
+                entity_type="conversation",
+                entity_id=req.id,
+                subject_id=req.client_id,
+            )
+            if decision.reason == "not_found":
+                raise refusals.refuse(attempt, decision.reason, InvalidInputError(_NOT_A_MEMBER))
+            refusals.note(attempt, decision.reason)
+        decision = require(principal.actor, PolicyAction.CREATE_CONVERSATION, resource, facts)
         others = [c for c in dict.fromkeys(req.clinicians) if c != principal.account_id]
         for clinician in others:
             if await _account(conn, clinician, principal.org_id) != "clinician":

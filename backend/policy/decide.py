@@ -303,7 +303,7 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
                 return _deny("role")
             if resource.client_id is None:
                 return _allow("clinician")  # a support group: clients join by their own consent
-            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts, member=True)
+            return _client_data(actor, Action.MESSAGE_CLIENT, resource, facts)
         case Action.READ_CONVERSATION | Action.SEND_MESSAGE:
             if resource.membership != "active":
                 return _deny("not_found")

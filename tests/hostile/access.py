@@ -131,7 +131,8 @@ TABLE: dict[str, Row] = {
     "amendNote": only("clinician", deny=404),
     "shareNote": only("clinician", deny=404),
     # Conversations (the client and their clinician are its members).
-    "createConversation": only("clinician"),
+    # A clinician outside the client's circle is told what a client_id naming nobody gets (422).
+    "createConversation": only("clinician", colleague=422),
     "listConversations": Row(EVERYONE),
     "getConversation": only("client", "clinician", deny=404),
     "joinConversation": only(deny=404),

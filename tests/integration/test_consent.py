@@ -384,3 +384,27 @@ async def test_http_matrix_matches_the_policy_table(
     # the caller's circle answer alike.
     shapes = [{k: v for k, v in r.json().items() if k != "request_id"} for r in (unknown, foreign, hidden)]
     assert shapes[0] == shapes[1] == shapes[2]
+
+
+async def test_a_clinician_outside_the_circle_cannot_tell_a_client_exists(
+    client: AsyncTestClient[Litestar], world: World, db: asyncpg.Connection
+) -> None:
+    """A-02: starting a conversation with a client one does not know answers like a client_id of nobody."""
+    patient, stranger = world.clinic.client, world.other_doc
+
+    async def start(client_id: uuid.UUID) -> Any:
+        body = {"id": str(uuid.uuid4()), "kind": "direct", "client_id": str(client_id)}
+        response = await client.post("/v1/conversations", json=body, headers=stranger.headers)
+        assert response.status_code == 422, response.text
+        return {k: v for k, v in problem(response).items() if k != "request_id"}
+
+    assert await start(patient.id) == await start(uuid.uuid4())
+    refused = [r for r in await audit_rows(db, "conversation.create") if r["outcome"] != 0]
+    assert [(r["agent_account_id"], r["subject_id"], r["outcome_reason"]) for r in refused] == [
+        (stranger.id, patient.id, "not_found")
+    ]
+    # Staff who never start conversations are refused alike, whatever the id names.
+    admin = world.clinic.admin
+    for client_id in (patient.id, uuid.uuid4()):
+        body = {"id": str(uuid.uuid4()), "kind": "direct", "client_id": str(client_id)}
+        assert (await client.post("/v1/conversations", json=body, headers=admin.headers)).status_code == 403
