@@ -517,6 +517,10 @@ _PLAIN = {
     "getAuditCheckpoint",
     "getAuditInclusionProof",
     "getAuditConsistencyProof",
+    # The key-transparency log is one for the whole deployment: its checkpoints and proofs
+    # name no organization's object.
+    "getKeyLogCheckpoint",
+    "getKeyLogConsistencyProof",
     "addAuditCosignature",
     "listAuditEvents",
     "exportAuditTrail",
