@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench openapi migrate clean venv lock
+.PHONY: run test lint typecheck unit bench soak openapi migrate clean venv lock
 
 venv: $(STAMP)
 
@@ -38,6 +38,12 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# Checklist L-06 (nightly, not per change): the mixed workload held 30 minutes; prints its
+# figures (memory, descriptors and database connections before and after) without writing
+# BENCHMARKS.md.
+soak: $(STAMP)
+	BENCH_MIX_S=1800 BENCH_MIX_ENVELOPES=100000 $(BIN)/python -m tests.bench.bench_mixed
 
 # Re-pin after changing dependencies (needs uv: `pip install uv`). The image's lock is the
 # runtime subset of requirements.lock, same versions and hashes (tests/deploy checks it).
