@@ -51,6 +51,7 @@ from crypto.public import (
     check_recipients,
     decode_bundle,
     encode,
+    limits,
     verify_envelope,
 )
 
@@ -369,6 +370,13 @@ async def add_member(
             status = "active"
         else:
             raise InvalidInputError("Only clients and clinicians take part in conversations.")
+        present = {
+            m.account_id for m in await repo.list_members(conn, conversation.id) if m.status != "removed"
+        }
+        if account_id not in present and len(present) >= limits.MAX_RECIPIENTS:
+            # Every message is sealed to each member: an envelope names at most this many
+            # recipients (the database holds the same limit, migration 0017).
+            raise InvalidInputError(f"A conversation holds at most {limits.MAX_RECIPIENTS} members.")
         await repo.add_member(
             conn, conversation_id=conversation.id, org_id=conversation.org_id, account_id=account_id,
             status=status, added_by=principal.account_id, now=now,

@@ -481,3 +481,59 @@ async def test_concurrent_sends_of_one_id_store_it_once(
     assert set(statuses) <= {200, 201, 409}, statuses
     assert await db.fetchval("SELECT count(*) FROM messages WHERE id = $1", envelope.item_id) == 1
     assert len(await audit_rows(db, "message.create")) == 1
+
+
+async def test_a_conversation_holds_at_most_as_many_members_as_an_envelope_has_recipients(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection
+) -> None:
+    """256 members (invited or active): the 257th is refused by the service and by the database."""
+    from crypto.public import limits  # noqa: PLC0415
+    from tests.helpers import make_client  # noqa: PLC0415
+
+    clinic = await make_clinic(client, app, db)
+    doc = clinic.clinician
+    group = uuid.uuid4()
+    created = await client.post(
+        "/v1/conversations", json={"id": str(group), "kind": "support_group"}, headers=doc.headers
+    )
+    assert created.status_code == 201, created.text
+    # Fill the group to one below the limit with invited clients written directly (the
+    # limit, not the invitation flow, is under test here).
+    org = await db.fetchval("SELECT org_id FROM conversations WHERE id = $1", group)
+    filler = [uuid.uuid4() for _ in range(limits.MAX_RECIPIENTS - 2)]
+    await db.executemany(
+        """
+        INSERT INTO accounts (id, org_id, email, display_name, role, password_hash, password_changed_at,
+                              created_at)
+        VALUES ($1, $2, $3, 'F', 'client', '$argon2id$unused', now(), now())
+        """,
+        [(a, org, f"{a}@filler.example") for a in filler],
+    )
+    await db.executemany(
+        """
+        INSERT INTO conversation_members (conversation_id, org_id, account_id, status, added_by, added_at)
+        VALUES ($1, $2, $3, 'invited', $4, now())
+        """,
+        [(group, org, a, doc.id) for a in filler],
+    )
+    members = f"/v1/conversations/{group}/members"
+    last = await client.post(members, json={"account_id": str(clinic.client.id)}, headers=doc.headers)
+    assert last.status_code == 200, last.text  # the 256th
+    extra = await make_client(client, doc, "extra@clinic.example")
+    refused = await client.post(members, json={"account_id": str(extra.id)}, headers=doc.headers)
+    assert refused.status_code == 422, refused.text
+    assert "256" in problem(refused)["detail"]
+    count = "SELECT count(*) FROM conversation_members WHERE conversation_id = $1 AND status <> 'removed'"
+    assert await db.fetchval(count, group) == limits.MAX_RECIPIENTS
+    # The database holds the same line whatever the service does.
+    with pytest.raises(asyncpg.CheckViolationError, match="at most 256"):
+        await db.execute(
+            "INSERT INTO conversation_members (conversation_id, org_id, account_id, status, added_by, "
+            "added_at) VALUES ($1, $2, $3, 'invited', $4, now())",
+            group, org, extra.id, doc.id,
+        )  # fmt: skip
+    # A removed member frees a place.
+    removed = await client.delete(f"{members}/{filler[0]}", headers=doc.headers)
+    assert removed.status_code == 200, removed.text
+    admitted = await client.post(members, json={"account_id": str(extra.id)}, headers=doc.headers)
+    assert admitted.status_code == 200, admitted.text
