@@ -15,6 +15,7 @@ from tests.bench import (
     bench_audit_http,
     bench_audit_offline,
     bench_crypto,
+    bench_enumeration,
     bench_fanout,
     bench_history,
     bench_http,
@@ -75,6 +76,7 @@ def main() -> int:
     started = time.perf_counter()
     sections = [
         bench_http.markdown(bench_http.run()),
+        bench_enumeration.markdown(bench_enumeration.run()),
         _crypto_section(),
         bench_policy.markdown(bench_policy.run()),
         bench_messaging.markdown(bench_messaging.run()),
