@@ -106,15 +106,17 @@ class AuditController(Controller):
     @get("/proofs/inclusion", operation_id="getAuditInclusionProof")
     async def inclusion(
         self,
+        runtime: RuntimeDep,
         db: DbDep,
         principal: PrincipalDep,
+        audit_ctx: AuditCtxDep,
         index: Index,
         size: Annotated[
             int | None, QueryParameter(ge=1, le=(1 << 62), description="Tree size; default: newest.")
         ] = None,
     ) -> InclusionProofView:
-        """Leaf ``index`` (an event of the caller's organization) and its inclusion proof."""
-        return await service.get_inclusion_proof(db, principal, index, size)
+        """Leaf ``index`` (an event of the caller's organization) and its inclusion proof (audited)."""
+        return await service.get_inclusion_proof(runtime, db, principal, index, size, audit_ctx)
 
     @get("/proofs/consistency", operation_id="getAuditConsistencyProof")
     async def consistency(

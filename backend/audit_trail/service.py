@@ -132,9 +132,19 @@ async def _tree_size(conn: asyncpg.Connection) -> int:
 
 
 async def get_inclusion_proof(
-    conn: asyncpg.Connection, principal: Principal, index: int, size: int | None
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    principal: Principal,
+    index: int,
+    size: int | None,
+    ctx: AuditContext,
 ) -> InclusionProofView:
-    """Leaf ``index`` of the caller's organization and its proof to the tree of ``size`` (default: newest)."""
+    """Leaf ``index`` of the caller's organization and its proof to the tree of ``size`` (default: newest).
+
+    The leaf is one event of the trail, whole (agent, subject, purpose...): reading it is
+    audited like a search, or an officer could page through the trail index by index
+    without a trace.
+    """
     require_officer(principal)
     if size is None:
         latest = await repo.latest_checkpoint(conn)
@@ -143,10 +153,12 @@ async def get_inclusion_proof(
         size = latest.size
     if not 0 <= index < size <= await _tree_size(conn):
         raise TreeSizeError
-    leaf = await repo.leaf_at(conn, index)
-    if leaf is None or leaf.org_id != principal.org_id:
-        raise NotFoundError("No event of your organization has this index.")
-    proof = await inclusion_proof(conn, index, size)
+    async with tenant_transaction(conn, principal.org_id):
+        leaf = await repo.leaf_at(conn, index)
+        if leaf is None or leaf.org_id != principal.org_id:
+            raise NotFoundError("No event of your organization has this index.")
+        proof = await inclusion_proof(conn, index, size)
+        await audit_read(conn, rt, principal, ctx, "audit.proof")
     return InclusionProofView(index=index, size=size, leaf_hash=leaf.leaf_hash, leaf=leaf.leaf, proof=proof)
 
 
