@@ -160,7 +160,14 @@ def _view(
 
 
 def _event(principal: Principal, event_type: str, action: Action, conversation: repo.ConversationRow,
-           decision: Decision | None, entity: tuple[str, uuid.UUID] | None = None) -> AuditEvent:  # fmt: skip
+           decision: Decision | None, entity: tuple[str, uuid.UUID] | None = None, *,
+           subject: uuid.UUID | None = None) -> AuditEvent:  # fmt: skip
+    """An event about the conversation; ``subject`` names a support-group client it concerns.
+
+    A direct conversation or care team is about its one client; a support group has none, so
+    a member change names the client added or removed (their accounting of disclosures
+    shows who put them in a group, or took them out).
+    """
     entity_type, entity_id = entity or ("conversation", conversation.id)
     return AuditEvent(
         action=action,
@@ -170,7 +177,7 @@ def _event(principal: Principal, event_type: str, action: Action, conversation: 
         agent_role=principal.role,  # type: ignore[arg-type]
         entity_type=entity_type,
         entity_id=entity_id,
-        subject_id=conversation.client_id,
+        subject_id=conversation.client_id or subject,
         purpose_of_use="TREAT",
         consent_id=decision.consent_id if decision else None,
     )
@@ -384,7 +391,7 @@ async def add_member(
         await record(
             conn,
             _event(principal, "conversation.member_add", Action.UPDATE, conversation, decision,
-                   ("account", account_id)),
+                   ("account", account_id), subject=account_id if role == "client" else None),
             ctx,
             now,
         )  # fmt: skip
@@ -414,10 +421,11 @@ async def remove_member(
             raise InvalidInputError("The client a conversation is about cannot be removed from it.")
         if not await repo.set_member_status(conn, conversation.id, account_id, "removed", now):
             raise NotFoundError
+        removed_client = any(m.account_id == account_id and m.role == "client" for m in members)
         await record(
             conn,
             _event(principal, "conversation.member_remove", Action.UPDATE, conversation, decision,
-                   ("account", account_id)),
+                   ("account", account_id), subject=account_id if removed_client else None),
             ctx,
             now,
         )  # fmt: skip

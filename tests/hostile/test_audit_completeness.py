@@ -128,15 +128,22 @@ EXPECTED: dict[str, Expect] = {
     "markConversationRead": Expect(
         "message.mark_read", "U", "conversation", lambda d: d.t.conversation_id, the_client, "TREAT", PRESENT
     ),
-    # A support group has no the_client of its own: the event names the member added or removed.
+    # A support group has no client of its own: the event's entity and subject are the client
+    # added or removed (it shows in their accounting of disclosures).
     "addConversationMember": Expect(
-        "conversation.member_add", "U", "account", group_member, None, "TREAT", plan=invite_to_group
+        "conversation.member_add", "U", "account", group_member, group_member, "TREAT", plan=invite_to_group
     ),
     "joinConversation": Expect(
         "conversation.join", "U", "conversation", group_id, the_actor, role="client", plan=join_group
     ),
     "removeConversationMember": Expect(
-        "conversation.member_remove", "U", "account", group_member, None, "TREAT", plan=remove_from_group
+        "conversation.member_remove",
+        "U",
+        "account",
+        group_member,
+        group_member,
+        "TREAT",
+        plan=remove_from_group,
     ),
     "uploadAttachment": Expect(
         "attachment.create",
