@@ -30,6 +30,7 @@ __all__ = [
     "ExportError",
     "ForkError",
     "KeyConflictError",
+    "KeyRollbackError",
     "ProofError",
     "SignatureError",
     "VerificationError",
@@ -79,6 +80,22 @@ class KeyConflictError(VerificationError):
         super().__init__(f"{message} (account {account_id}, version {key_version})")
         self.account_id = account_id
         self.key_version = key_version
+
+
+class KeyRollbackError(VerificationError):
+    """A key look-up's newest bundle is older than a version already verified for the account.
+
+    The answer is stale or rolled back: encrypting to its newest key would use a key the
+    owner has since replaced.
+    """
+
+    def __init__(self, message: str, *, account_id: uuid.UUID, known_version: int, seen_version: int) -> None:
+        super().__init__(
+            f"{message} (account {account_id}, known version {known_version}, shown {seen_version})"
+        )
+        self.account_id = account_id
+        self.known_version = known_version
+        self.seen_version = seen_version
 
 
 class ExportError(VerificationError):

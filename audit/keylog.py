@@ -35,7 +35,7 @@ from typing import Final
 import msgspec
 
 from audit.checkpoint import Checkpoint, verify_checkpoint
-from audit.errors import AuditFormatError, ForkError, KeyConflictError, ProofError
+from audit.errors import AuditFormatError, ForkError, KeyConflictError, KeyRollbackError, ProofError
 from audit.merkle import HASH_SIZE, leaf_hash
 from audit.note import VerifierKey
 from audit.proofs import verify_consistency, verify_inclusion
@@ -289,7 +289,9 @@ class KeyLogClient:
         Raises:
             ProofError: No bundle, versions not increasing, or an inclusion proof fails.
             ForkError: The checkpoint is not consistent with the one kept.
-            KeyConflictError: A different bundle was already verified for this version.
+            KeyConflictError: A different bundle was already verified for the known version.
+            KeyRollbackError: The newest bundle is older than the version already verified
+                for the account (a stale or rolled-back answer: do not encrypt to it).
         """
         if not bundles:
             raise ProofError("a key look-up must return at least one logged bundle")
@@ -301,20 +303,32 @@ class KeyLogClient:
             leaf = encode_key_leaf(KeyLogLeaf(account_id, bundle.key_version, bundle.bundle_digest))
             verify_inclusion(leaf_hash(leaf), bundle.index, checkpoint.size, bundle.proof, checkpoint.root)
         self.accept_checkpoint(note, consistency_proof)
-        newest = bundles[-1]
-        return self._remember(account_id, KnownKey(newest.key_version, newest.bundle_digest, newest.index))
-
-    def _remember(self, account_id: uuid.UUID, seen: KnownKey) -> KeyChange | None:
         known = self._known.get(account_id)
-        if known is not None and known.key_version == seen.key_version:
-            if not hmac.compare_digest(known.bundle_digest, seen.bundle_digest):
-                raise KeyConflictError(
-                    "the key log holds two different bundles for one key version",
-                    account_id=account_id,
-                    key_version=seen.key_version,
-                )
-            return None
+        if known is not None:
+            for bundle in bundles:
+                # Whichever place the known version has in this answer, it is the same bundle.
+                if bundle.key_version == known.key_version and not hmac.compare_digest(
+                    known.bundle_digest, bundle.bundle_digest
+                ):
+                    raise KeyConflictError(
+                        "the key log holds two different bundles for one key version",
+                        account_id=account_id,
+                        key_version=known.key_version,
+                    )
+        newest = bundles[-1]
+        return self._remember(
+            account_id, known, KnownKey(newest.key_version, newest.bundle_digest, newest.index)
+        )
+
+    def _remember(self, account_id: uuid.UUID, known: KnownKey | None, seen: KnownKey) -> KeyChange | None:
         if known is not None and known.key_version > seen.key_version:
+            raise KeyRollbackError(
+                "the look-up's newest key is older than one already verified",
+                account_id=account_id,
+                known_version=known.key_version,
+                seen_version=seen.key_version,
+            )
+        if known is not None and known.key_version == seen.key_version:
             return None
         self._known[account_id] = seen
         if known is None:

@@ -21,7 +21,9 @@ A clinician who takes another role leaves every conversation in the same transac
 their open invites; their care relationships and the consents naming them stay on
 record, and the policy grants nothing through them to anyone but a clinician.
 Disabling keeps memberships (an account may come back): a disabled member cannot
-log in to fetch anything.
+log in to fetch anything. It does start the ``key_backups`` retention period (the
+account's ``closed_at``, migration 0010): an account disabled for longer than the
+organization's period loses its encrypted key backup (docs/API.md).
 
 Only an admin may change access (403 otherwise, whatever the target); an account of
 another organization, or none, is 404. An organization always keeps an active admin:

@@ -203,9 +203,14 @@ async def lock_admins(conn: asyncpg.Connection, org_id: uuid.UUID) -> None:
 
 
 async def get_account(conn: asyncpg.Connection, account_id: uuid.UUID) -> AccountRow | None:
-    """An account of the transaction's organization, locked for update; None if there is none."""
+    """An account of the transaction's organization, locked for update; None if there is none.
+
+    FOR NO KEY UPDATE, not FOR UPDATE: a send in flight holds its members' rows and then
+    inserts recipient rows whose foreign key takes KEY SHARE on the account, which FOR
+    UPDATE would block while this transaction waits for the send's memberships (a deadlock).
+    """
     row = await conn.fetchrow(
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 FOR UPDATE",  # noqa: S608 -- fixed columns
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 FOR NO KEY UPDATE",  # noqa: S608 -- fixed columns
         account_id,
     )
     return None if row is None else msgspec.convert(dict(row), AccountRow)

@@ -192,8 +192,9 @@ class _BodyWatch:
 def _forwarded_over_plain_http(scope: Scope) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"x-forwarded-proto":
-            # The proxy's own value comes first when a chain of proxies appended theirs.
-            return bytes(value).split(b",", 1)[0].strip().lower() == b"http"
+            # A proxy that appends puts its own value last (a value the client sent stays to
+            # its left); a proxy that replaces leaves only its own.
+            return bytes(value).rsplit(b",", 1)[-1].strip().lower() == b"http"
     return False
 
 

@@ -7,11 +7,14 @@ times the configured one (docs/OPERATIONS.md). Which bucket pays for a request:
 - a route that needs a session, called with a well-formed bearer token: that session's
   bucket (``CONFIDE_RATE_LIMIT_RPS``/``_BURST``), keyed by a keyed hash of the token
   (the raw token is never kept). Authentication has not run yet, so an abusive caller
-  costs no database look-up. A token that then fails authentication also charges its
-  address's *failure* bucket, and while that bucket is empty the address's bearer
-  requests are refused before any look-up: spraying made-up tokens gets nothing for free.
-  Sessions this process has already seen authenticate skip that check, so one address's
-  failures do not hold up working sessions behind the same NAT;
+  costs no database look-up. A token this process has not seen authenticate also takes
+  a token of its address's *failure* bucket before its look-up, given back if it
+  authenticates: an address has at most the failure burst of unknown tokens being looked
+  up at once (sent one after another or all together), and while that bucket is empty its
+  unknown tokens are refused before any look-up: spraying made-up tokens gets nothing for
+  free. Sessions this process has already seen authenticate skip that check (a known
+  token that fails, revoked meanwhile, is charged afterwards), so one address's failures
+  do not hold up working sessions behind the same NAT;
 - anything else (public routes, the API description, a protected route without a token,
   which authentication refuses): the client address's bucket
   (``CONFIDE_RATE_LIMIT_ADDRESS_RPS``/``_BURST``); IPv6 clients by their /64 network;
@@ -101,6 +104,11 @@ class TokenBuckets:
         """Seconds until ``key`` has a token (0.0 if it has one now); spends nothing."""
         tokens = self._level(key, self._clock())
         return 0.0 if tokens >= 1.0 - _EPSILON else (1.0 - tokens) / self._rate
+
+    def refund(self, key: bytes) -> None:
+        """Give back one token spent by :meth:`take` (a bucket never holds more than its burst)."""
+        now = self._clock()
+        self._store(key, min(self._burst, self._level(key, now) + 1.0), now)
 
     def charge(self, key: bytes) -> None:
         """Spend one token if there is one (a bucket never goes below empty)."""
@@ -255,19 +263,32 @@ class RateLimitMiddleware:
             return
         session = limiter.session_key(token)
         known = session in limiter.authenticated
-        # A token this process has not seen authenticate waits while its address is failing.
-        _refuse_if_waiting(
-            (0.0 if known else limiter.failures.wait(address)) or limiter.sessions.take(session)
-        )
+        if not known:
+            # A token this process has not seen authenticate may be made up: it reserves a
+            # token of its address's failure bucket before its look-up, and gets it back only
+            # if it authenticates. So an address has at most its failure burst of look-ups of
+            # unknown tokens in flight, however many it sends at once.
+            _refuse_if_waiting(limiter.failures.take(address))
+        wait = limiter.sessions.take(session)
+        if wait > 0.0 and not known:
+            limiter.failures.refund(address)
+        _refuse_if_waiting(wait)
+        failed = False
         try:
             await self.app(scope, receive, send)
         except AuthenticationError:
+            failed = True
             limiter.authenticated.discard(session)
-            limiter.failures.charge(address)
+            if known:
+                limiter.failures.charge(address)
             raise
         finally:
-            if not known and scope.get(PRINCIPAL_SCOPE_KEY) is not None:
-                limiter.authenticated.add(session)
+            if not known and not failed:
+                # Authenticated, or failed for another reason (the database was unreachable):
+                # not a made-up token.
+                limiter.failures.refund(address)
+                if scope.get(PRINCIPAL_SCOPE_KEY) is not None:
+                    limiter.authenticated.add(session)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -26,6 +26,7 @@ from backend.clock import Clock
 from backend.db.pool import connection
 from backend.errors import UnavailableError
 from backend.key_log import repository as repo
+from crypto.errors import CryptoError
 from crypto.public import bundle_digest, decode_bundle
 
 __all__ = ["catch_up", "integrate"]
@@ -35,7 +36,12 @@ _ACQUIRE_TIMEOUT_S = 10.0
 
 
 def _leaf(pending: repo.PendingBundle) -> bytes:
-    bundle = decode_bundle(pending.bundle)
+    try:
+        bundle = decode_bundle(pending.bundle)
+    except CryptoError as exc:
+        # Every bundle was checked when it was published; one that no longer decodes (a
+        # stricter check since) is an integrity problem for an operator, not a crash.
+        raise LogIntegrityError("a queued bundle no longer decodes") from exc
     if (bundle.account_id, bundle.key_version) != (pending.account_id, pending.key_version):
         raise LogIntegrityError("a queued bundle does not name its own account and version")
     return encode_key_leaf(KeyLogLeaf(pending.account_id, pending.key_version, bundle_digest(bundle)))

@@ -536,11 +536,9 @@ async def _read_access(
     )
     if decision.allowed:
         return org_id, decision, False
-    if (
-        decision.reason == "not_found"
-        or principal.role != "clinician"
-        or not await repo.has_authored(conn, client_id, principal.account_id)
-    ):
+    # Authorship keeps a clinician in the client's circle for the notes they wrote, also
+    # outside it otherwise (a consent that let them write has since been revoked).
+    if principal.role != "clinician" or not await repo.has_authored(conn, client_id, principal.account_id):
         refusals.require(
             principal.actor,
             PolicyAction.READ_CLIENT_RECORD,

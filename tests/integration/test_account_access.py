@@ -14,6 +14,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from backend.accounts.repository import get_account
 from backend.app import create_app
 from backend.clock import FrozenClock
 from tests.conftest import make_settings
@@ -250,3 +251,108 @@ async def test_disabled_account_is_refused_at_once_and_its_stream_closes(
         assert enabled.status_code == 200
         await login_with_mfa(http, doc, app)
         assert (await http.get("/v1/me", headers=doc.headers)).status_code == 200
+
+
+async def _direct_conversation(
+    client: AsyncTestClient[Litestar], app: Litestar, db: asyncpg.Connection, clock: FrozenClock, kind: str
+) -> tuple[Any, uuid.UUID, uuid.UUID]:
+    clinic = await make_clinic(client, app, db)
+    doc, patient = clinic.clinician, clinic.client
+    org_id = uuid.UUID((await client.get("/v1/me", headers=patient.headers)).json()["organization_id"])
+    await publish_keys(client, doc)
+    patient_keys = await publish_keys(client, patient)
+    await consent_to(client, patient, patient_keys, org_id, doc.id, clock)
+    conversation = uuid.uuid4()
+    body: dict[str, str] = {"id": str(conversation), "kind": kind}
+    if kind == "direct":
+        body["client_id"] = str(patient.id)
+    created = await client.post("/v1/conversations", json=body, headers=doc.headers)
+    assert created.status_code == 201, created.text
+    return clinic, org_id, conversation
+
+
+async def test_an_addition_racing_a_role_change_never_leaves_staff_in_a_conversation(
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    db: asyncpg.Connection,
+    clock: FrozenClock,
+    database_url: str,
+) -> None:
+    """Migration 0018: the addition waits for the role change and then sees the new role."""
+    clinic, org_id, group = await _direct_conversation(client, app, db, clock, "support_group")
+    doc = clinic.clinician
+    adder, changer = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        # The role change is under way (as backend.accounts.access does it) ...
+        await changer.execute("BEGIN")
+        assert await get_account(changer, doc.id) is not None
+        await changer.execute(
+            "UPDATE conversation_members SET status = 'removed', removed_at = now() "
+            "WHERE account_id = $1 AND status <> 'removed'",
+            doc.id,
+        )
+        await changer.execute("UPDATE accounts SET role = 'admin' WHERE id = $1", doc.id)
+        # ... when an addition that read the old role writes the membership.
+        await adder.execute("BEGIN")
+        adding = asyncio.create_task(
+            adder.execute(
+                "INSERT INTO conversation_members (conversation_id, org_id, account_id, status, added_by, "
+                "added_at, joined_at) VALUES ($1, $2, $3, 'active', $3, now(), now()) "
+                "ON CONFLICT (conversation_id, account_id) DO UPDATE "
+                "SET status = 'active', removed_at = NULL",
+                group,
+                org_id,
+                doc.id,
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert not adding.done(), "the addition waits for the role change"
+        await changer.execute("COMMIT")
+        with pytest.raises(asyncpg.CheckViolationError, match="only clients and clinicians"):
+            await adding
+    finally:
+        await adder.close()
+        await changer.close()
+    staff_members = await db.fetchval(
+        "SELECT count(*) FROM conversation_members m JOIN accounts a ON a.id = m.account_id "
+        "WHERE m.status <> 'removed' AND a.role NOT IN ('client', 'clinician')"
+    )
+    assert staff_members == 0
+
+
+async def test_a_role_change_racing_a_send_waits_for_it_without_a_deadlock(
+    client: AsyncTestClient[Litestar],
+    app: Litestar,
+    db: asyncpg.Connection,
+    clock: FrozenClock,
+    database_url: str,
+) -> None:
+    """The send holds its members FOR SHARE, then its recipients' foreign keys take KEY SHARE."""
+    from backend.messaging.repository import _LOAD_CONTEXT_FOR_SEND  # noqa: PLC0415
+
+    clinic, _, conversation = await _direct_conversation(client, app, db, clock, "direct")
+    doc, patient = clinic.clinician, clinic.client
+    sender, changer = await asyncpg.connect(database_url), await asyncpg.connect(database_url)
+    try:
+        await sender.execute("BEGIN")
+        await sender.fetchrow(_LOAD_CONTEXT_FOR_SEND, conversation, patient.id, uuid.uuid4(), True)
+        await changer.execute("BEGIN")
+        # The role change's lock of the account ...
+        assert await get_account(changer, doc.id) is not None
+        removal = asyncio.create_task(
+            changer.execute(
+                "UPDATE conversation_members SET status = 'removed', removed_at = now() "
+                "WHERE account_id = $1 AND status <> 'removed'",
+                doc.id,
+            )
+        )
+        await asyncio.sleep(0.2)
+        assert not removal.done(), "the removal waits for the send's hold on the membership"
+        # ... does not stop the send's recipient rows (their foreign key's KEY SHARE lock).
+        await sender.execute("SELECT 1 FROM ONLY accounts x WHERE id = $1 FOR KEY SHARE OF x", doc.id)
+        await sender.execute("COMMIT")
+        assert await removal == "UPDATE 1"
+        await changer.execute("COMMIT")
+    finally:
+        await sender.close()
+        await changer.close()

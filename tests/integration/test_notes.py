@@ -267,6 +267,55 @@ async def test_author_keeps_access_without_consent_others_do_not(
     assert refused == [("note.read", "not_reader"), ("note.amend", "not_reader")]
 
 
+async def test_a_consent_based_author_keeps_their_notes_after_the_consent_is_revoked(
+    client: AsyncTestClient[Litestar], practice: Practice, clock: FrozenClock
+) -> None:
+    """Authorship keeps a clinician in the client's circle for what they wrote (no care relationship)."""
+    import datetime as dt  # noqa: PLC0415
+
+    from crypto.client import sign_consent  # noqa: PLC0415
+    from crypto.public import ConsentAction  # noqa: PLC0415
+
+    patient, colleague = practice.clinic.client, practice.colleague
+    granted = await consent_to(client, patient, practice.patient, practice.org_id, colleague.id, clock)
+    written = note(
+        practice.colleague_keys,
+        patient.id,
+        "Consult.",
+        [practice.colleague_keys.bundle, practice.custodian.bundle],
+    )
+    created = await client.post(
+        f"/v1/clients/{patient.id}/notes", json=as_json(written), headers=colleague.headers
+    )
+    assert created.status_code == 201, created.text
+    start = clock.now().replace(microsecond=0) - dt.timedelta(minutes=1)
+    revocation = sign_consent(
+        practice.patient, action=ConsentAction.REVOKE, consent_id=uuid.UUID(granted["consent_id"]),
+        organization_id=practice.org_id, grantee_type="clinician", grantee_id=colleague.id,
+        scopes=("messaging", "records.read"), purpose="TREAT", valid_from=start,
+        valid_until=start + dt.timedelta(days=30), clock=clock.now,
+    )  # fmt: skip
+    revoked = await client.post(
+        f"/v1/consents/{granted['consent_id']}/revoke", json=as_json(revocation), headers=patient.headers
+    )
+    assert revoked.status_code == 200, revoked.text
+    listing = await client.get(f"/v1/clients/{patient.id}/notes", headers=colleague.headers)
+    assert listing.status_code == 200, listing.text
+    assert [n["id"] for n in listing.json()["items"]] == [str(written.item_id)]
+    assert (await client.get(f"/v1/notes/{written.item_id}", headers=colleague.headers)).status_code == 200
+    # Writing needs the consent again.
+    again = note(
+        practice.colleague_keys,
+        patient.id,
+        "More.",
+        [practice.colleague_keys.bundle, practice.custodian.bundle],
+    )
+    refused = await client.post(
+        f"/v1/clients/{patient.id}/notes", json=as_json(again), headers=colleague.headers
+    )
+    assert refused.status_code in {403, 404}, refused.text
+
+
 def _shape(response: httpx.Response) -> dict[str, object]:
     """What a caller learns from a problem document (the request id aside)."""
     return {k: v for k, v in problem(response).items() if k != "request_id"} | {

@@ -109,8 +109,11 @@ async def test_plain_http_through_the_proxy_is_refused_not_redirected(
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.headers["strict-transport-security"] == "max-age=63072000"
     _assert_strict(refused.headers)
+    # A proxy that appends: the client's own claim of https, left of the proxy's http, is refused.
+    claimed = await behind_tls.request(method, path, json=body, headers={"X-Forwarded-Proto": "https, http"})
+    assert claimed.status_code == 403
     # Over HTTPS, or from inside the cluster (no forwarded scheme: probes), the same request is served.
-    for headers in ({"X-Forwarded-Proto": "https"}, {}):
+    for headers in ({"X-Forwarded-Proto": "https"}, {"X-Forwarded-Proto": "http, https"}, {}):
         assert (await behind_tls.request(method, path, json=body, headers=headers)).status_code == status
     # A service that may be reached without TLS does not refuse anything on that ground.
     assert (await plain.request(method, path, json=body, headers=forwarded)).status_code != 403

@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.errors import AuditFormatError, ForkError, KeyConflictError, ProofError, SignatureError
+from audit.errors import (
+    AuditFormatError,
+    ForkError,
+    KeyConflictError,
+    KeyRollbackError,
+    ProofError,
+    SignatureError,
+)
 from audit.keylog import (
     KEY_LEAF_SIZE,
     KeyChange,
@@ -140,8 +147,11 @@ def test_a_verified_look_up_is_kept_and_a_rotation_is_reported() -> None:
     assert str(change) == f"key changed for account {BOB}: version 1 -> 2"
     assert client.checkpoint is not None
     assert client.checkpoint.size == 4
-    # An older look-up (a stale answer) never moves the known version back.
-    assert client.verify_bundles(BOB, [log.bundle(1, 2)], log.note(2), log.consistency(2, 4)) is None
+    # An older look-up (a stale or rolled-back answer) is refused: its newest key was replaced.
+    with pytest.raises(KeyRollbackError) as rolled_back:
+        client.verify_bundles(BOB, [log.bundle(1, 2)], log.note(2), log.consistency(2, 4))
+    assert (rolled_back.value.known_version, rolled_back.value.seen_version) == (2, 1)
+    assert rolled_back.value.account_id == BOB
     assert client.state().known[BOB] == KnownKey(2, digest("bob-2"), 3)
     assert client.checkpoint.size == 4, "the newest checkpoint stays kept"
 
@@ -213,6 +223,19 @@ def test_two_bundles_for_one_version_are_a_conflict() -> None:
         client.verify_bundles(BOB, [forked.bundle(1)], forked.note(), forked.consistency(1))
     assert caught.value.account_id == BOB
     assert caught.value.key_version == 1
+
+
+def test_another_bundle_for_the_known_version_among_older_ones_is_a_conflict() -> None:
+    """The known version is checked wherever it appears in a look-up, not only as the newest."""
+    log = Log()
+    log.add(BOB, 1, "bob-1")
+    client = KeyLogClient(KEY)
+    client.verify_bundles(BOB, [log.bundle(0)], log.note())
+    # One consistent history, with a second leaf for version 1 shown beside a version 2.
+    log.add(BOB, 1, "the server's key for bob")
+    log.add(BOB, 2, "bob-2")
+    with pytest.raises(KeyConflictError):
+        client.verify_bundles(BOB, [log.bundle(1), log.bundle(2)], log.note(), log.consistency(1))
 
 
 def test_a_rollback_or_fork_against_the_kept_checkpoint_is_detected() -> None:

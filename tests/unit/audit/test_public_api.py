@@ -20,7 +20,7 @@ PUBLIC = {
     "parse_checkpoint", "root_from_leaf_hashes", "sign_checkpoint", "verify_checkpoint",
     "verify_checkpoint_consistency", "verify_consistency", "verify_cosignatures", "verify_export",
     "verify_inclusion", "witness_checkpoint", "write_csv", "write_fhir_bundle",
-    "write_fhir_ndjson", "write_jsonl", "ForkError", "KeyConflictError", "KeyChange",
+    "write_fhir_ndjson", "write_jsonl", "ForkError", "KeyConflictError", "KeyRollbackError", "KeyChange",
     "KeyLogClient", "KeyLogLeaf", "KeyLogState", "LoggedBundle", "compare_checkpoints",
     "decode_key_leaf", "encode_key_leaf",
 }  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import pytest
 from hypothesis import given
@@ -168,3 +168,58 @@ def test_recent_keys_forget_the_least_recently_used_first() -> None:
     recent.discard(b"c")
     recent.discard(b"never")
     assert len(recent) == 2
+
+
+def test_a_refund_gives_back_what_take_spent_and_never_more_than_the_burst() -> None:
+    clock = FakeClock()
+    buckets = TokenBuckets(rate=1, burst=2, max_keys=10, clock=clock)
+    assert buckets.take(b"k") == 0.0
+    assert buckets.take(b"k") == 0.0
+    assert buckets.take(b"k") > 0.0
+    buckets.refund(b"k")
+    assert buckets.take(b"k") == 0.0
+    buckets.refund(b"k")
+    buckets.refund(b"k")
+    buckets.refund(b"k")
+    assert buckets.take(b"k") == buckets.take(b"k") == 0.0
+    assert buckets.take(b"k") > 0.0
+
+
+async def test_concurrent_made_up_tokens_from_one_address_are_bounded_by_the_failure_burst() -> None:
+    """However many arrive at once, at most the failure burst of unknown tokens is looked up."""
+    import asyncio  # noqa: PLC0415
+
+    from backend.errors import AuthenticationError, RateLimitedError  # noqa: PLC0415
+    from backend.http.rate_limit import RateLimitMiddleware  # noqa: PLC0415
+
+    looked_up = 0
+
+    async def authentication(*_: object) -> None:
+        nonlocal looked_up
+        looked_up += 1
+        await asyncio.sleep(0.05)  # the token look-up
+        raise AuthenticationError
+
+    class Route:
+        opt: ClassVar[dict[str, object]] = {}
+
+    limiter = RateLimiter(rate=20, burst=50, address_rate=10, address_burst=50, max_keys=10_000)
+    middleware = RateLimitMiddleware(authentication, limiter)
+
+    async def one() -> str:
+        scope = {
+            "type": "http", "route_handler": Route(), "path": "/v1/me", "client": ("203.0.113.9", 1),
+            "headers": [(b"authorization", f"Bearer {new_token()}".encode())],
+        }  # fmt: skip
+        try:
+            await middleware(cast(Scope, scope), None, None)  # type: ignore[arg-type]
+        except AuthenticationError:
+            return "401"
+        except RateLimitedError:
+            return "429"
+        return "200"  # pragma: no cover -- the look-up always fails
+
+    answers = await asyncio.gather(*(one() for _ in range(500)))
+    assert looked_up <= 51, looked_up  # the burst, plus what refilled meanwhile
+    assert answers.count("401") == looked_up
+    assert answers.count("429") == 500 - looked_up
