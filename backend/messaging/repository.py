@@ -370,21 +370,27 @@ async def store_message(
     return seq
 
 
-# A recipient's page is one ordered range of the (account, conversation, seq) index, then
-# the messages by primary key: the plan does not depend on how many messages the
-# conversation has, so a generic (prepared) plan stays right for the 10th and the
-# 100,000th page.
+# A recipient's page is one ordered range of the (account, conversation, seq) index,
+# limited first, then at most that many messages by primary key: the plan does not depend
+# on how many messages the conversation has, so a generic (prepared) plan stays right for
+# the 10th and the 100,000th page. Joining before the limit let the planner merge-join
+# with a scan of every message from the first one (PostgreSQL does not carry the
+# recipient's seq bound over to messages): page 500 of 100,000 took 260 ms, not 10.
 _PAGE_AFTER = f"""
-    SELECT {_MESSAGE_COLUMNS} FROM message_recipients r JOIN messages m ON m.seq = r.message_seq
-    WHERE r.account_id = $2 AND r.conversation_id = $1 AND r.message_seq > $3
-    ORDER BY r.message_seq LIMIT $4
+    SELECT {_MESSAGE_COLUMNS} FROM (
+        SELECT r.message_seq FROM message_recipients r
+        WHERE r.account_id = $2 AND r.conversation_id = $1 AND r.message_seq > $3
+        ORDER BY r.message_seq LIMIT $4
+    ) r JOIN messages m ON m.seq = r.message_seq
+    ORDER BY m.seq
 """  # noqa: S608 -- fixed columns
 _PAGE_BEFORE = f"""
-    SELECT * FROM (
-        SELECT {_MESSAGE_COLUMNS} FROM message_recipients r JOIN messages m ON m.seq = r.message_seq
+    SELECT {_MESSAGE_COLUMNS} FROM (
+        SELECT r.message_seq FROM message_recipients r
         WHERE r.account_id = $2 AND r.conversation_id = $1 AND r.message_seq < $3
         ORDER BY r.message_seq DESC LIMIT $4
-    ) page ORDER BY seq
+    ) r JOIN messages m ON m.seq = r.message_seq
+    ORDER BY m.seq
 """  # noqa: S608 -- fixed columns
 
 
