@@ -116,13 +116,17 @@ class PasswordService:
         ahead = self._in_flight - self._workers + 1
         return max(0, ahead) * self._hash_s / self._workers
 
-    @contextlib.contextmanager
-    def _admission(self) -> Iterator[None]:
+    def check_admission(self) -> None:
+        """Raise the 429 a hash asked for now would get (callers shed load before other work)."""
         # Bounded in count and in time: a login storm gets quick 429s with a useful Retry-After
         # rather than answers after many seconds (checklist L-02: bounded wait).
         wait = self.expected_wait_s()
         if self._in_flight >= self._capacity or wait > self._max_wait_s:
             raise ThrottledError(retry_after=math.ceil(wait), detail="The server is busy. Try again shortly.")
+
+    @contextlib.contextmanager
+    def _admission(self) -> Iterator[None]:
+        self.check_admission()
         self._in_flight += 1
         try:
             yield

@@ -92,6 +92,9 @@ def _login_event(
 
 async def login(rt: Runtime, conn: asyncpg.Connection, req: LoginRequest, ctx: AuditContext) -> LoginResponse:
     """Check credentials and open a session; raise on any failure (after auditing it)."""
+    # Shed a login storm before any database work: a login the hashing queue would refuse
+    # costs nothing but this check (it is not a failed attempt of anyone's).
+    rt.passwords.check_admission()
     now = rt.clock.now()
     account_key = rt.keys.digest("login-account", f"{req.organization}\0{req.email.casefold()}")
     address_key = rt.keys.digest("login-address", ctx.address or "unknown")
