@@ -478,11 +478,18 @@ async def test_concurrent_sends_of_one_id_store_it_once(
 ) -> None:
     import asyncio  # noqa: PLC0415
 
+    from tests.histories import on_app_loop  # noqa: PLC0415
+
     bundles = [chat.doc_keys.bundle, chat.pat_keys.bundle]
     envelope = seal(chat.doc_keys, chat.conversation_id, "once", bundles)
-    answers = await asyncio.gather(
-        *(_send(client, chat.clinic.clinician, chat.conversation_id, envelope) for _ in range(4))
-    )
+
+    async def at_once(https: list[httpx.AsyncClient]) -> list[httpx.Response]:
+        # Four clients on the app's own loop: the test client would run them one by one.
+        path = f"/v1/conversations/{chat.conversation_id}/messages"
+        body, headers = as_json(envelope), chat.clinic.clinician.headers
+        return list(await asyncio.gather(*(http.post(path, json=body, headers=headers) for http in https)))
+
+    answers = await on_app_loop(client, 4, at_once)
     statuses = sorted(a.status_code for a in answers)
     assert statuses.count(201) == 1, statuses
     assert set(statuses) <= {200, 201, 409}, statuses
