@@ -102,8 +102,13 @@ async def run_phase(
     duration_s: float,
     max_requests: int = 10_000_000,
     pause_s: float = 0.0,
+    pause_on_429_s: float = 0.0,
 ) -> Result:
-    """``connections`` loops send requests back to back for ``duration_s`` (bounded in count too)."""
+    """``connections`` loops send requests back to back for ``duration_s`` (bounded in count too).
+
+    ``pause_on_429_s``: after a 429 a loop waits this long, as a client honouring
+    ``Retry-After`` does (0: it retries at once, as a flood would).
+    """
     result = Result(name, duration_s)
     deadline = time.perf_counter() + duration_s
     budget = [max_requests]
@@ -127,6 +132,8 @@ async def run_phase(
                 result.statuses[status] = result.statuses.get(status, 0) + 1
                 if pause_s:
                     await asyncio.sleep(pause_s)
+                if status == 429 and pause_on_429_s:
+                    await asyncio.sleep(pause_on_429_s)
         finally:
             writer.close()
 
