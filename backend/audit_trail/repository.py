@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from audit.merkle import NodeID, TreeNode
+from backend.db.merkle_tables import CheckpointRow, MerkleTables, TreeState
 
 __all__ = [
     "CheckpointRow",
@@ -42,13 +42,16 @@ __all__ = [
     "update_tree_state",
 ]
 
-
-class TreeState(msgspec.Struct, frozen=True):
-    """The integrator's state row: size, compact range (largest subtree first), root."""
-
-    size: int
-    compact: list[bytes]
-    root: bytes
+_TABLES = MerkleTables(
+    leaves="audit_log", nodes="audit_tree_node", checkpoints="audit_checkpoints", state="audit_tree_state"
+)
+#: Complete subtrees, signed checkpoints and the state row (shared with the key log).
+insert_nodes = _TABLES.insert_nodes
+fetch_nodes = _TABLES.fetch_nodes
+insert_checkpoint = _TABLES.insert_checkpoint
+update_tree_state = _TABLES.update_state
+latest_checkpoint = _TABLES.latest_checkpoint
+checkpoint = _TABLES.checkpoint
 
 
 class PendingRow(msgspec.Struct, frozen=True):
@@ -64,15 +67,6 @@ class LogLeafRow(msgspec.Struct, frozen=True):
 
     leaf_hash: bytes
     leaf: bytes
-
-
-class CheckpointRow(msgspec.Struct, frozen=True):
-    """A signed checkpoint."""
-
-    size: int
-    root: bytes
-    note: str
-    created_at: dt.datetime
 
 
 class CosignatureRow(msgspec.Struct, frozen=True):
@@ -140,21 +134,6 @@ async def insert_log(
     )
 
 
-async def insert_nodes(conn: asyncpg.Connection, nodes: Sequence[TreeNode]) -> None:
-    """Store complete subtrees of level >= 1 (written once; a duplicate is an error)."""
-    if not nodes:
-        return
-    await conn.execute(
-        """
-        INSERT INTO audit_tree_node (level, idx, hash)
-        SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-        """,
-        [n.level for n in nodes],
-        [n.index for n in nodes],
-        [n.hash for n in nodes],
-    )
-
-
 async def log_leaves(conn: asyncpg.Connection, lo: int, hi: int) -> list[LogLeafRow]:
     """Stored leaf hashes and leaf bytes of indexes ``[lo, hi)``, in index order."""
     rows = await conn.fetch(
@@ -168,75 +147,6 @@ async def log_leaves(conn: asyncpg.Connection, lo: int, hi: int) -> list[LogLeaf
         hi,
     )
     return [LogLeafRow(r["leaf_hash"], r["leaf"]) for r in rows]
-
-
-async def fetch_nodes(conn: asyncpg.Connection, nodes: Sequence[NodeID]) -> dict[NodeID, bytes]:
-    """Stored hashes of the given complete subtrees (level 0 from the log); absent ones are left out."""
-    leaves = [n.index for n in nodes if n.level == 0]
-    inner = [n for n in nodes if n.level > 0]
-    rows = await conn.fetch(
-        """
-        SELECT 0 AS level, idx, leaf_hash AS hash FROM audit_log WHERE idx = ANY($1::bigint[])
-        UNION ALL
-        SELECT t.level, t.idx, t.hash
-        FROM audit_tree_node t
-        JOIN unnest($2::smallint[], $3::bigint[]) AS n(level, idx) USING (level, idx)
-        """,
-        leaves,
-        [n.level for n in inner],
-        [n.index for n in inner],
-    )
-    return {NodeID(r["level"], r["idx"]): r["hash"] for r in rows}
-
-
-async def insert_checkpoint(
-    conn: asyncpg.Connection, size: int, root: bytes, note: str, at: dt.datetime
-) -> None:
-    """Store a signed checkpoint."""
-    await conn.execute(
-        "INSERT INTO audit_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)",
-        size,
-        root,
-        note,
-        at,
-    )
-
-
-async def update_tree_state(
-    conn: asyncpg.Connection, size: int, compact: Sequence[bytes], root: bytes, at: dt.datetime
-) -> None:
-    """Move the state row forward (the caller holds its lock)."""
-    await conn.execute(
-        "UPDATE audit_tree_state SET size = $1, compact = $2, root = $3, updated_at = $4 WHERE id = 1",
-        size,
-        list(compact),
-        root,
-        at,
-    )
-
-
-_CHECKPOINT_COLUMNS = "size, root, note, created_at"
-
-
-def _checkpoint(row: asyncpg.Record | None) -> CheckpointRow | None:
-    return None if row is None else CheckpointRow(row["size"], row["root"], row["note"], row["created_at"])
-
-
-async def latest_checkpoint(conn: asyncpg.Connection) -> CheckpointRow | None:
-    """The newest signed checkpoint."""
-    row = await conn.fetchrow(
-        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY size DESC LIMIT 1"  # noqa: S608 -- constant column list
-    )
-    return _checkpoint(row)
-
-
-async def checkpoint(conn: asyncpg.Connection, size: int) -> CheckpointRow | None:
-    """The signed checkpoint of tree size ``size``."""
-    row = await conn.fetchrow(
-        f"SELECT {_CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE size = $1",  # noqa: S608 -- constant column list
-        size,
-    )
-    return _checkpoint(row)
 
 
 async def cosignatures(conn: asyncpg.Connection, size: int) -> list[CosignatureRow]:

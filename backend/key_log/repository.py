@@ -1,7 +1,7 @@
 """SQL for the key log: the queue of bundles, leaves, tree nodes, checkpoints, state.
 
-Returns Structs and bytes; raises nothing of its own. Row shapes shared with the audit
-log (tree state, checkpoint) are the audit trail's Structs.
+Returns Structs and bytes; raises nothing of its own. Tree nodes, checkpoints and the
+state row are stored as the audit log's are (:mod:`backend.db.merkle_tables`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from collections.abc import Sequence
 import asyncpg
 import msgspec
 
-from audit.merkle import NodeID, TreeNode
-from backend.audit_trail.repository import CheckpointRow, TreeState
+from backend.db.merkle_tables import MerkleTables, TreeState
 
 __all__ = [
     "LoggedVersion",
@@ -31,6 +30,15 @@ __all__ = [
     "tree_size",
     "update_state",
 ]
+
+_TABLES = MerkleTables(leaves="key_log", nodes="key_log_tree_node", checkpoints="key_log_checkpoints",
+                       state="key_log_state")  # fmt: skip
+insert_nodes = _TABLES.insert_nodes
+fetch_nodes = _TABLES.fetch_nodes
+insert_checkpoint = _TABLES.insert_checkpoint
+update_state = _TABLES.update_state
+latest_checkpoint = _TABLES.latest_checkpoint
+checkpoint = _TABLES.checkpoint
 
 
 class PendingBundle(msgspec.Struct, frozen=True):
@@ -92,87 +100,6 @@ async def insert_leaves(
         at,
     )
     return [r["leaf_hash"] for r in sorted(rows, key=lambda r: r["idx"])]
-
-
-async def insert_nodes(conn: asyncpg.Connection, nodes: Sequence[TreeNode]) -> None:
-    """Store complete subtrees of level >= 1 (written once)."""
-    if nodes:
-        await conn.execute(
-            """
-            INSERT INTO key_log_tree_node (level, idx, hash)
-            SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])
-            """,
-            [n.level for n in nodes],
-            [n.index for n in nodes],
-            [n.hash for n in nodes],
-        )
-
-
-async def fetch_nodes(conn: asyncpg.Connection, nodes: Sequence[NodeID]) -> dict[NodeID, bytes]:
-    """Stored hashes of the given complete subtrees (level 0 from the leaves); absent ones left out."""
-    leaves = [n.index for n in nodes if n.level == 0]
-    inner = [n for n in nodes if n.level > 0]
-    rows = await conn.fetch(
-        """
-        SELECT 0 AS level, idx, leaf_hash AS hash FROM key_log WHERE idx = ANY($1::bigint[])
-        UNION ALL
-        SELECT t.level, t.idx, t.hash
-        FROM key_log_tree_node t
-        JOIN unnest($2::smallint[], $3::bigint[]) AS n(level, idx) USING (level, idx)
-        """,
-        leaves,
-        [n.level for n in inner],
-        [n.index for n in inner],
-    )
-    return {NodeID(r["level"], r["idx"]): r["hash"] for r in rows}
-
-
-async def insert_checkpoint(
-    conn: asyncpg.Connection, size: int, root: bytes, note: str, at: dt.datetime
-) -> None:
-    """Store a signed checkpoint."""
-    await conn.execute(
-        "INSERT INTO key_log_checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4)",
-        size,
-        root,
-        note,
-        at,
-    )
-
-
-async def update_state(
-    conn: asyncpg.Connection, size: int, compact: Sequence[bytes], root: bytes, at: dt.datetime
-) -> None:
-    """Move the state row forward (the caller holds its lock)."""
-    await conn.execute(
-        "UPDATE key_log_state SET size = $1, compact = $2, root = $3, updated_at = $4 WHERE id = 1",
-        size,
-        list(compact),
-        root,
-        at,
-    )
-
-
-def _checkpoint(row: asyncpg.Record | None) -> CheckpointRow | None:
-    return None if row is None else CheckpointRow(row["size"], row["root"], row["note"], row["created_at"])
-
-
-async def latest_checkpoint(conn: asyncpg.Connection) -> CheckpointRow | None:
-    """The newest signed checkpoint."""
-    return _checkpoint(
-        await conn.fetchrow(
-            "SELECT size, root, note, created_at FROM key_log_checkpoints ORDER BY size DESC LIMIT 1"
-        )
-    )
-
-
-async def checkpoint(conn: asyncpg.Connection, size: int) -> CheckpointRow | None:
-    """The signed checkpoint of tree size ``size``."""
-    return _checkpoint(
-        await conn.fetchrow(
-            "SELECT size, root, note, created_at FROM key_log_checkpoints WHERE size = $1", size
-        )
-    )
 
 
 async def account_leaves(conn: asyncpg.Connection, account_id: uuid.UUID) -> list[LoggedVersion]:

@@ -15,8 +15,8 @@ import asyncpg
 from audit.checkpoint import CHECKPOINT_SPEC
 from audit.keylog import KEY_LEAF_DOMAIN
 from audit.proofs import ProofPlan, consistency_proof_plan, inclusion_proof_plan
-from backend.audit_trail.repository import CheckpointRow
 from backend.auth.principal import Principal
+from backend.db.merkle_tables import CheckpointRow
 from backend.key_log import repository as repo
 from backend.key_log.errors import KeyLogSizeError, NoKeyLogCheckpointError
 from backend.key_log.schemas import (
