@@ -21,6 +21,7 @@ author). Every refused attempt on an existing object is audited
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from typing import cast
@@ -379,18 +380,9 @@ async def amend_note(
     """The author amends a note: a new, linked note; the original is never rewritten."""
     now = rt.clock.now()
     async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
-        original = await repo.get_note(conn, note_id, principal.account_id, now)
-        if original is None or original.org_id != principal.org_id:
-            raise NotFoundError
-        attempt = _event(
-            principal,
-            "note.amend",
-            Action.CREATE,
-            org_id=original.org_id,
-            client_id=original.client_id,
-            entity=("note", note_id),
+        original, attempt = await _note_to_change(
+            conn, principal, note_id, now, refusals, event_type="note.amend", action=Action.CREATE
         )
-        await _require_reader(conn, principal, original, refusals, attempt)
         if original.author_id != principal.account_id or original.kind != "note":
             raise refusals.refuse(attempt, "not_author", _not_author())
         if (
@@ -424,6 +416,27 @@ def _not_author() -> ForbiddenError:
     return ForbiddenError("Only the author amends or shares a note.")
 
 
+async def _note_to_change(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    note_id: uuid.UUID,
+    now: dt.datetime,
+    refusals: Refusals,
+    *,
+    event_type: str,
+    action: Action,
+) -> tuple[repo.NoteRow, AuditEvent]:
+    """The note an amendment or a share is about, and the attempt's event; 404 unless a reader."""
+    note = await repo.get_note(conn, note_id, principal.account_id, now)
+    if note is None or note.org_id != principal.org_id:
+        raise NotFoundError
+    attempt = _event(
+        principal, event_type, action, org_id=note.org_id, client_id=note.client_id, entity=("note", note_id)
+    )
+    await _require_reader(conn, principal, note, refusals, attempt)
+    return note, attempt
+
+
 async def _require_reader(
     conn: asyncpg.Connection,
     principal: Principal,
@@ -453,18 +466,9 @@ async def share_note(
     """The author re-issues a note's envelope with added recipients, and nothing else changed."""
     now = rt.clock.now()
     async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
-        note = await repo.get_note(conn, note_id, principal.account_id, now)
-        if note is None or note.org_id != principal.org_id:
-            raise NotFoundError
-        attempt = _event(
-            principal,
-            "note.share",
-            Action.UPDATE,
-            org_id=note.org_id,
-            client_id=note.client_id,
-            entity=("note", note_id),
+        note, attempt = await _note_to_change(
+            conn, principal, note_id, now, refusals, event_type="note.share", action=Action.UPDATE
         )
-        await _require_reader(conn, principal, note, refusals, attempt)
         facts = await load_client_facts(conn, principal.account_id, note.client_id, now)
         decision = refusals.require(
             principal.actor,
