@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from typing import Any
 
@@ -17,6 +18,22 @@ from tests.helpers import Account
 
 def as_json(value: Any) -> Any:
     return msgspec.json.decode(encode(value))
+
+
+async def upload_attachment(
+    client: Any, headers: dict[str, str], conversation_id: uuid.UUID, attachment_id: uuid.UUID, blob: bytes
+) -> Any:
+    """Upload an encrypted attachment blob with its BLAKE2b digest, as a front end does."""
+    return await client.post(
+        f"/v1/conversations/{conversation_id}/attachments",
+        params={"id": str(attachment_id)},
+        content=blob,
+        headers={
+            **headers,
+            "Content-Type": "application/octet-stream",
+            "X-Content-BLAKE2b": hashlib.blake2b(blob, digest_size=32).hexdigest(),
+        },
+    )
 
 
 async def publish_keys(client: Any, account: Account) -> IdentityKeys:

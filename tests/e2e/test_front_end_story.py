@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
-import hashlib
 import io
 import secrets
 import subprocess
@@ -42,7 +41,7 @@ from tests.conftest import ROOT
 from tests.e2e.conftest import RunningServer
 from tests.helpers import totp_code
 from tests.integration.test_push import SseReader
-from tests.messaging_helpers import as_json
+from tests.messaging_helpers import as_json, upload_attachment
 
 pytestmark = pytest.mark.e2e
 
@@ -163,16 +162,7 @@ async def test_front_end_story(start_server: Callable[..., RunningServer], datab
         key = encrypt_attachment(
             io.BytesIO(file_text), blob, attachment_id=attachment_id, media_type="text/plain"
         )
-        uploaded = await http.post(
-            f"/v1/conversations/{direct}/attachments",
-            params={"id": str(attachment_id)},
-            content=blob.getvalue(),
-            headers={
-                **doc.headers,
-                "Content-Type": "application/octet-stream",
-                "X-Content-BLAKE2b": hashlib.blake2b(blob.getvalue(), digest_size=32).hexdigest(),
-            },
-        )
+        uploaded = await upload_attachment(http, doc.headers, direct, attachment_id, blob.getvalue())
         assert uploaded.status_code == 201, uploaded.text
         async with http.stream("GET", "/v1/events", headers=alice.headers) as stream:
             reader = SseReader(stream)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import hashlib
 import io
 import json
 import secrets
@@ -49,7 +48,7 @@ from crypto.errors import ArchiveError, DecryptionError
 from crypto.public import EnvelopeKind, limits
 from tests.conftest import ROOT
 from tests.helpers import Account, Clinic, audit_rows, make_client, make_clinic, runtime_of
-from tests.messaging_helpers import as_json, consent_to, publish_keys, seal
+from tests.messaging_helpers import as_json, consent_to, publish_keys, seal, upload_attachment
 
 PASSPHRASE = "correct horse battery staple 7"
 SCHEMA = json.loads((ROOT / "docs" / "export-schema.json").read_text(encoding="utf-8"))
@@ -126,16 +125,7 @@ async def story(
     key = encrypt_attachment(
         io.BytesIO(f"{mark}-lab-results".encode()), blob, attachment_id=attachment_id, media_type="text/plain"
     )
-    uploaded = await client.post(
-        f"/v1/conversations/{direct}/attachments",
-        params={"id": str(attachment_id)},
-        content=blob.getvalue(),
-        headers={
-            **doc.headers,
-            "Content-Type": "application/octet-stream",
-            "X-Content-BLAKE2b": hashlib.blake2b(blob.getvalue(), digest_size=32).hexdigest(),
-        },
-    )
+    uploaded = await upload_attachment(client, doc.headers, direct, attachment_id, blob.getvalue())
     assert uploaded.status_code == 201, uploaded.text
     hello = seal_envelope(
         doc_keys,

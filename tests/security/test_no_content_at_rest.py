@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import io
 import secrets
 import subprocess
@@ -34,7 +33,7 @@ from crypto.client.keys import IdentityKeys
 from crypto.public import EnvelopeKind
 from tests.conftest import ROOT, PgServer
 from tests.helpers import make_clinic
-from tests.messaging_helpers import as_json, consent_to, publish_keys, seal
+from tests.messaging_helpers import as_json, consent_to, publish_keys, seal, upload_attachment
 
 
 def _forms(secret: bytes) -> list[bytes]:
@@ -134,16 +133,7 @@ async def test_no_canary_or_private_key_in_dump_files_logs_or_spans(
     key = encrypt_attachment(
         io.BytesIO(markers[4] * 200), blob, attachment_id=attachment_id, media_type="text/plain"
     )
-    uploaded = await client.post(
-        f"/v1/conversations/{conversation}/attachments",
-        params={"id": str(attachment_id)},
-        content=blob.getvalue(),
-        headers={
-            **doc.headers,
-            "Content-Type": "application/octet-stream",
-            "X-Content-BLAKE2b": hashlib.blake2b(blob.getvalue(), digest_size=32).hexdigest(),
-        },
-    )
+    uploaded = await upload_attachment(client, doc.headers, conversation, attachment_id, blob.getvalue())
     assert uploaded.status_code == 201, uploaded.text
     assert key.ciphertext_hash.hex() == uploaded.json()["digest"]
     for url in (f"/v1/conversations/{conversation}/messages", f"/v1/clients/{patient.id}/notes"):

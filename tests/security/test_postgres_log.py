@@ -17,7 +17,6 @@ sent only as digests, so bind parameters are ciphertext, digests, ids and metada
 
 from __future__ import annotations
 
-import hashlib
 import io
 import secrets
 import uuid
@@ -41,7 +40,7 @@ from crypto.public import EnvelopeKind, limits
 from tests.at_rest import recording, scan
 from tests.conftest import PgServer, as_role
 from tests.helpers import login, login_with_mfa, make_clinic, runtime_of, totp_code
-from tests.messaging_helpers import as_json, consent_to, publish_keys, seal
+from tests.messaging_helpers import as_json, consent_to, publish_keys, seal, upload_attachment
 
 LOGGING = {
     "log_statement": "all",
@@ -163,15 +162,8 @@ async def test_statement_log_holds_no_content_password_code_or_token(
                 encrypt_attachment(
                     io.BytesIO(file_canary * 64), blob, attachment_id=attachment_id, media_type="text/plain"
                 )
-                uploaded = await client.post(
-                    f"/v1/conversations/{conversation}/attachments",
-                    params={"id": str(attachment_id)},
-                    content=blob.getvalue(),
-                    headers={
-                        **doc.headers,
-                        "Content-Type": "application/octet-stream",
-                        "X-Content-BLAKE2b": hashlib.blake2b(blob.getvalue(), digest_size=32).hexdigest(),
-                    },
+                uploaded = await upload_attachment(
+                    client, doc.headers, conversation, attachment_id, blob.getvalue()
                 )
                 assert uploaded.status_code == 201, uploaded.text
                 for reader in (doc, pat):
