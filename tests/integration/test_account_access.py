@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from backend.accounts.repository import get_account
 from backend.app import create_app
 from backend.clock import FrozenClock
+from backend.messaging.repository import remove_from_every_conversation
 from tests.conftest import make_settings
 from tests.helpers import (
     Account,
@@ -271,6 +272,15 @@ async def _direct_conversation(
     return clinic, org_id, conversation
 
 
+async def _waits_for_a_lock(db: asyncpg.Connection, waiter: asyncpg.Connection) -> None:
+    """Return once ``waiter``'s statement is blocked on a lock (bounded: 10 s)."""
+    pid = waiter.get_server_pid()
+    deadline = time.monotonic() + 10
+    while await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
+        assert time.monotonic() < deadline, "the statement never waited for a lock"
+        await asyncio.sleep(0.01)
+
+
 async def test_an_addition_racing_a_role_change_never_leaves_staff_in_a_conversation(
     client: AsyncTestClient[Litestar],
     app: Litestar,
@@ -286,11 +296,7 @@ async def test_an_addition_racing_a_role_change_never_leaves_staff_in_a_conversa
         # The role change is under way (as backend.accounts.access does it) ...
         await changer.execute("BEGIN")
         assert await get_account(changer, doc.id) is not None
-        await changer.execute(
-            "UPDATE conversation_members SET status = 'removed', removed_at = now() "
-            "WHERE account_id = $1 AND status <> 'removed'",
-            doc.id,
-        )
+        await remove_from_every_conversation(changer, doc.id, clock.now())
         await changer.execute("UPDATE accounts SET role = 'admin' WHERE id = $1", doc.id)
         # ... when an addition that read the old role writes the membership.
         await adder.execute("BEGIN")
@@ -305,7 +311,7 @@ async def test_an_addition_racing_a_role_change_never_leaves_staff_in_a_conversa
                 doc.id,
             )
         )
-        await asyncio.sleep(0.2)
+        await _waits_for_a_lock(db, adder)
         assert not adding.done(), "the addition waits for the role change"
         await changer.execute("COMMIT")
         with pytest.raises(asyncpg.CheckViolationError, match="only clients and clinicians"):
@@ -339,19 +345,13 @@ async def test_a_role_change_racing_a_send_waits_for_it_without_a_deadlock(
         await changer.execute("BEGIN")
         # The role change's lock of the account ...
         assert await get_account(changer, doc.id) is not None
-        removal = asyncio.create_task(
-            changer.execute(
-                "UPDATE conversation_members SET status = 'removed', removed_at = now() "
-                "WHERE account_id = $1 AND status <> 'removed'",
-                doc.id,
-            )
-        )
-        await asyncio.sleep(0.2)
+        removal = asyncio.create_task(remove_from_every_conversation(changer, doc.id, clock.now()))
+        await _waits_for_a_lock(db, changer)
         assert not removal.done(), "the removal waits for the send's hold on the membership"
         # ... does not stop the send's recipient rows (their foreign key's KEY SHARE lock).
         await sender.execute("SELECT 1 FROM ONLY accounts x WHERE id = $1 FOR KEY SHARE OF x", doc.id)
         await sender.execute("COMMIT")
-        assert await removal == "UPDATE 1"
+        assert [left.conversation_id for left in await removal] == [conversation]
         await changer.execute("COMMIT")
     finally:
         await sender.close()
