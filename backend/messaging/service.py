@@ -597,24 +597,24 @@ async def list_messages(
         conversation, _, decision = await authorize(
             rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
         )
-        rows = await repo.page_messages(
+        read = _event(principal, "message.read", Action.READ, conversation, decision)
+        _, event = event_parameters(read, ctx, now)
+        rows = await repo.read_page(
             conn, conversation_id=conversation_id, account_id=principal.account_id,
-            after=after_seq, before=before_seq, limit=limit,
+            after=after_seq, before=before_seq, limit=limit, now=now, event=event,
         )  # fmt: skip
-        if rows:
-            await repo.mark_delivered(conn, principal.account_id, conversation_id, [r.seq for r in rows], now)
-        await record(conn, _event(principal, "message.read", Action.READ, conversation, decision), ctx, now)
+    # Rows straight to views. Stored envelopes were verified on the way in: their bytes pass
+    # through as they are (no decode and re-encode per message; the schema still documents
+    # an Envelope).
     items = [
         MessageView(
-            id=r.id,
-            sender_id=r.sender_id,
-            kind=r.kind,  # type: ignore[arg-type]
-            references=r.references_id,
-            created_at=r.created_at,
-            cursor=encode_cursor(rt.keys, scope, r.seq),
-            # Stored envelopes were verified on the way in: pass their bytes through as they are
-            # (no decode and re-encode per message; the schema still documents an Envelope).
-            envelope=cast(Envelope, msgspec.Raw(r.envelope)),
+            id=r["id"],
+            sender_id=r["sender_id"],
+            kind=r["kind"],
+            references=r["references_id"],
+            created_at=r["created_at"],
+            cursor=encode_cursor(rt.keys, scope, r["seq"]),
+            envelope=cast(Envelope, msgspec.Raw(r["envelope"])),
         )
         for r in rows
     ]
