@@ -1,8 +1,8 @@
 """Opaque keyset-pagination cursors, authenticated so they cannot be forged or moved.
 
 A cursor is ``base64url(seq || tag)`` where ``seq`` is the 8-byte position and ``tag``
-the first 16 bytes of a keyed digest over the listing's scope (for example a
-conversation id) and the position. A cursor made for one listing is refused by any
+a 16-byte keyed digest (:meth:`ServerKeys.cursor_tag`) over the listing's scope (for
+example a conversation id) and the position. A cursor made for one listing is refused by any
 other; a forged or altered one is refused outright.
 """
 
@@ -22,7 +22,7 @@ _TAG_BYTES = 16
 
 
 def _tag(keys: ServerKeys, scope: str, position: int) -> bytes:
-    return keys.digest("cursor", f"{scope}:{position}")[:_TAG_BYTES]
+    return keys.cursor_tag(f"{scope}:{position}".encode())
 
 
 def encode_cursor(keys: ServerKeys, scope: str, position: int) -> str:

@@ -347,3 +347,11 @@ def test_cursor_round_trip_and_tamper(position: int, flip: int) -> None:
     tampered = cursor[:flip] + ("A" if cursor[flip] != "A" else "B") + cursor[flip + 1 :]
     with pytest.raises(InvalidCursorError):
         decode_cursor(CURSOR_KEYS, "conversation:1", tampered)
+
+
+def test_a_cursor_made_under_another_server_key_is_refused() -> None:
+    """The tag is keyed: another deployment's (or a rotated key's) cursor names nothing here."""
+    other = ServerKeys(b"\x02" * 32)
+    for position in (0, 1, 2**63):
+        with pytest.raises(InvalidCursorError):
+            decode_cursor(CURSOR_KEYS, "conversation:1", encode_cursor(other, "conversation:1", position))
