@@ -154,7 +154,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     invite_ttl_s: Annotated[int, msgspec.Meta(ge=300, le=2_592_000)] = 604_800
     """Default lifetime of a client invite code."""
     bench_routes: bool = False
-    """Expose ``POST /_bench/echo`` (a body decoded into a Struct, no database): a benchmark ceiling.
+    """Expose the benchmark ceilings ``POST /_bench/echo`` (a body decoded into a Struct) and
+    ``GET /_bench/bytes?size=N`` (a prepared body of N bytes), neither touching the database.
 
     Refused in production."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1_024, le=1_073_741_824)] = 1_048_576

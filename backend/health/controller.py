@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, MediaType, Response, get, post
 from litestar.datastructures import State
-from litestar.params import JSONBody
+from litestar.params import JSONBody, Parameter
 
 from backend.db.migrate import MigrationError, pending
 from backend.db.pool import connection
@@ -96,6 +98,16 @@ class EchoAck(msgspec.Struct, frozen=True, kw_only=True):
     id: str
 
 
+#: The largest body ``GET /_bench/bytes`` answers with.
+MAX_BENCH_BYTES = 4_000_000
+
+
+@functools.lru_cache(maxsize=8)
+def _json_of_size(size: int) -> bytes:
+    """A JSON document of exactly ``size`` bytes: a string, or whitespace when shorter than one."""
+    return b'"' + b"x" * (size - 2) + b'"' if size >= 2 else b" " * (size - 1) + b"0"
+
+
 class BenchController(Controller):
     """Benchmark ceilings; registered only with ``CONFIDE_BENCH_ROUTES=true`` (never in production)."""
 
@@ -107,3 +119,8 @@ class BenchController(Controller):
     async def echo(self, data: JSONBody[EchoBody]) -> EchoAck:
         """Decode the body into a Struct and answer 201, touching no database."""
         return EchoAck(id=data.id)
+
+    @get("/bytes", operation_id="benchBytes", opt={"public": True}, media_type=MediaType.JSON)
+    async def sized(self, size: Annotated[int, Parameter(ge=1, le=MAX_BENCH_BYTES)]) -> Response[bytes]:
+        """Answer 200 with a JSON body of ``size`` bytes, built once, touching no database."""
+        return Response(_json_of_size(size), media_type=MediaType.JSON)

@@ -8,6 +8,11 @@ bare POST of a 2 KB JSON body decoded into a Struct with 201 (no database).
 
 Targets (issue 5): sending >= 25 % of the ceiling's requests/s with p99 < 50 ms;
 a 50-message page fetch >= 25 % of it.
+
+Two more ceilings, reported beside the issue's: the same echo with a body as large as
+one real envelope (a 2 KB body is padded to 4 KiB, then base64 in JSON), and the same
+server answering a GET with a prepared body as large as the 50-message page. They
+tell how much of the gap is moving bytes rather than our work per request.
 """
 
 from __future__ import annotations
@@ -164,7 +169,9 @@ def _envelopes(ctx: dict[str, Any], count: int) -> list[bytes]:
     ]
 
 
-async def _phases(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]) -> dict[str, Result]:
+async def _phases(
+    host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]
+) -> tuple[dict[str, Result], dict[str, int]]:
     hostport = f"{host}:{port}"
     auth = ctx["doc"]["Authorization"]
     path = f"/v1/conversations/{ctx['conversation']}/messages"
@@ -184,6 +191,12 @@ async def _phases(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]
         )
 
     page = build_request("GET", path + "?limit=50", hostport, {"Authorization": auth})
+    # The echo again with a blob that makes the body as large as one real envelope.
+    blob = base64.b64encode(secrets.token_bytes(len(bodies[0]) * 3 // 4)).decode()[: len(bodies[0]) - 100]
+    echo_sized = {"id": str(uuid.uuid4()), "context": str(uuid.uuid4()), "blob": blob}
+    json_type = {"Content-Type": "application/json"}
+    sized_body = json.dumps(echo_sized).encode()
+    echo_envelope = build_request("POST", "/_bench/echo", hostport, json_type, sized_body)
     results: dict[str, Result] = {}
     await run_phase("warmup", host, port, lambda _: echo, connections=8, duration_s=1.0)
     results["echo"] = await run_phase(
@@ -201,7 +214,18 @@ async def _phases(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]
     results["page"] = await run_phase(
         "GET 50-message page", host, port, lambda _: page, connections=64, duration_s=PHASE_S
     )
-    return results
+    async with httpx.AsyncClient(base_url=f"http://{hostport}", headers={"Authorization": auth}) as one:
+        page_bytes = len((await one.get(f"{path}?limit=50")).content)
+    sized = build_request("GET", f"/_bench/bytes?size={page_bytes}", hostport)
+    results["echo_envelope"] = await run_phase(
+        f"POST /_bench/echo, {len(echo_sized['blob']) + 100:,} B body (envelope-sized ceiling)",
+        host, port, lambda _: echo_envelope, connections=64, duration_s=PHASE_S,
+    )  # fmt: skip
+    results["bytes"] = await run_phase(
+        f"GET /_bench/bytes, {page_bytes:,} B answer (page-sized ceiling)",
+        host, port, lambda _: sized, connections=64, duration_s=PHASE_S,
+    )  # fmt: skip
+    return results, {"page_bytes": page_bytes, "envelope_bytes": len(bodies[0])}
 
 
 def run() -> dict[str, Any]:
@@ -215,12 +239,15 @@ def run() -> dict[str, Any]:
         started = time.perf_counter()
         bodies = _envelopes(ctx, int(os.environ.get("BENCH_ENVELOPES", "15000")))
         seal_s = time.perf_counter() - started
-        results = asyncio.run(_phases(host, port, ctx, bodies))
+        results, sizes = asyncio.run(_phases(host, port, ctx, bodies))
     figures: dict[str, Any] = {k: v.summary() for k, v in results.items()}
     figures["recipients"] = len(ctx["members"])
     figures["sealed_per_s_client_side"] = round(len(bodies) / seal_s)
     figures["send_over_ceiling"] = round(results["send"].rate / results["echo"].rate, 3)
     figures["page_over_ceiling"] = round(results["page"].rate / results["echo"].rate, 3)
+    figures["send_over_sized"] = round(results["send"].rate / results["echo_envelope"].rate, 3)
+    figures["page_over_sized"] = round(results["page"].rate / results["bytes"].rate, 3)
+    figures.update(sizes)
     return figures
 
 
@@ -236,7 +263,7 @@ def markdown(figures: dict[str, Any]) -> str:
         "| phase | req/s | p50 ms | p99 ms | errors | statuses | load generator CPU |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key in ("echo", "send", "page"):
+    for key in ("echo", "send", "page", "echo_envelope", "bytes"):
         s = figures[key]
         lines.append(
             f"| {s['name']} | {s['rate']} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['statuses']} "
@@ -246,6 +273,11 @@ def markdown(figures: dict[str, Any]) -> str:
         "",
         f"Send ÷ ceiling: **{figures['send_over_ceiling']}** (target ≥ 0.25, p99 < 50 ms); "
         f"page ÷ ceiling: **{figures['page_over_ceiling']}** (target ≥ 0.25).",
+        "",
+        f"Beside the same bytes: one envelope is {figures['envelope_bytes']:,} B on the wire and a "
+        f"50-message page {figures['page_bytes']:,} B. "
+        f"Send ÷ envelope-sized echo: **{figures['send_over_sized']}**; "
+        f"page ÷ page-sized prepared answer: **{figures['page_over_sized']}**.",
     ]
     return "\n".join(lines) + "\n"
 
