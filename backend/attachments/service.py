@@ -23,19 +23,23 @@ import hashlib
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import IO
 
+import asyncpg
 import structlog
 
 from backend.attachments import repository as repo
 from backend.attachments.errors import DigestMismatchError, PayloadTooLargeError
 from backend.attachments.schemas import AttachmentCreated
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.refusals import Refusals, audit_refusals
 from backend.auth.principal import Principal
-from backend.db.pool import transaction
+from backend.db.pool import connection, transaction
+from backend.db.tenancy import tenant_transaction
 from backend.errors import ConflictError, NotFoundError
 from backend.messaging import repository as messaging_repo
-from backend.messaging.service import authorize
+from backend.messaging.service import Attempt, authorize
 from backend.policy import Action as PolicyAction
 from backend.policy import Decision
 from backend.runtime import Runtime
@@ -125,9 +129,9 @@ async def upload(
     limit = rt.settings.attachment_max_bytes
     if content_length is not None and content_length > limit:
         raise PayloadTooLargeError
-    pool, acquire_s = rt.require_pool(), rt.settings.db_acquire_timeout_s
-    async with transaction(pool, acquire_s, org_id=principal.org_id) as conn:
-        await authorize(rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE)
+    async with _refusals_audited(rt, ctx) as (conn, refusals), tenant_transaction(conn, principal.org_id):
+        attempt = Attempt(refusals, "attachment.create", Action.CREATE, ("attachment", attachment_id))
+        await authorize(rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE, attempt)
         existing = await repo.get_attachment(conn, attachment_id)
     if existing is not None:
         return _replay(existing, principal, conversation_id, digest), False
@@ -137,10 +141,11 @@ async def upload(
             raise DigestMismatchError
         now = rt.clock.now()
         # The caller may have been removed while uploading: decide again before storing.
-        async with transaction(pool, acquire_s, org_id=principal.org_id) as conn:
+        async with _refusals_audited(rt, ctx) as (conn, refusals), tenant_transaction(conn, principal.org_id):
             conversation, _, decision = await authorize(
-                rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE
-            )
+                rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE,
+                Attempt(refusals, "attachment.create", Action.CREATE, ("attachment", attachment_id)),
+            )  # fmt: skip
             row = repo.AttachmentRow(
                 id=attachment_id,
                 org_id=conversation.org_id,
@@ -174,27 +179,34 @@ async def open_download(
     rt: Runtime, principal: Principal, attachment_id: uuid.UUID, ctx: AuditContext
 ) -> repo.AttachmentRow:
     """Authorize and audit a download; the attachment's metadata."""
-    async with transaction(
-        rt.require_pool(), rt.settings.db_acquire_timeout_s, org_id=principal.org_id
-    ) as conn:
+    async with _refusals_audited(rt, ctx) as (conn, refusals), tenant_transaction(conn, principal.org_id):
         row = await repo.get_attachment(conn, attachment_id)
         if row is None:
             raise NotFoundError
         conversation, _, decision = await authorize(
-            rt, conn, principal, row.conversation_id, PolicyAction.READ_CONVERSATION
-        )
+            rt, conn, principal, row.conversation_id, PolicyAction.READ_CONVERSATION,
+            Attempt(refusals, "attachment.read", Action.READ, ("attachment", attachment_id)),
+        )  # fmt: skip
+        event = _event(principal, "attachment.read", Action.READ, conversation, decision, attachment_id)
         # Like messages, an attachment is for those who were members when it was shared:
         # someone who joined later gets nothing older than their membership.
         joined = await messaging_repo.joined_at(conn, row.conversation_id, principal.account_id)
         if row.uploader_id != principal.account_id and (joined is None or joined > row.created_at):
-            raise NotFoundError
-        await record(
-            conn,
-            _event(principal, "attachment.read", Action.READ, conversation, decision, attachment_id),
-            ctx,
-            rt.clock.now(),
-        )
+            raise refusals.refuse(event, "not_recipient", NotFoundError())
+        await record(conn, event, ctx, rt.clock.now())
     return row
+
+
+@asynccontextmanager
+async def _refusals_audited(
+    rt: Runtime, ctx: AuditContext
+) -> AsyncIterator[tuple[asyncpg.Connection, Refusals]]:
+    """A pooled connection and the refusals noted on it, audited if the block raises for one."""
+    async with (
+        connection(rt.require_pool(), rt.settings.db_acquire_timeout_s) as conn,
+        audit_refusals(conn, ctx, rt.clock.now()) as refusals,
+    ):
+        yield conn, refusals
 
 
 async def download_chunks(rt: Runtime, row: repo.AttachmentRow) -> AsyncIterator[bytes]:

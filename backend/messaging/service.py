@@ -16,13 +16,13 @@ import datetime as dt
 import functools
 import hashlib
 import uuid
-from typing import cast
+from typing import NamedTuple, cast
 
 import asyncpg
 import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
-from backend.audit_trail.refusals import audit_refusals
+from backend.audit_trail.refusals import Refusals, audit_refusals
 from backend.audit_trail.writer import event_parameters
 from backend.auth.principal import Principal
 from backend.consent import repository as consent_repo
@@ -56,6 +56,7 @@ from crypto.public import (
 )
 
 __all__ = [
+    "Attempt",
     "add_member",
     "authorize",
     "create_conversation",
@@ -77,19 +78,31 @@ MESSAGE_KINDS = {
 MAX_PAGE = 100
 
 
+class Attempt(NamedTuple):
+    """The event a call would record, to record as refused if the policy refuses it."""
+
+    refusals: Refusals
+    event_type: str
+    action: Action
+    entity: tuple[str, uuid.UUID] | None = None
+
+
 async def _authorized(
     rt: Runtime,
     conn: asyncpg.Connection,
     principal: Principal,
     conversation_id: uuid.UUID,
     action: PolicyAction,
+    attempt: Attempt,
     *,
     message_id: uuid.UUID | None = None,
     bundles: bool = False,
 ) -> tuple[repo.ConversationContext, Decision]:
     """Load a conversation with what deciding on it needs, and ask the policy.
 
-    One round trip; 404 for non-members.
+    One round trip; 404 for non-members. A refusal of an existing conversation is noted
+    in ``attempt.refusals`` (:mod:`backend.audit_trail.refusals` writes it); an unknown id
+    names nothing to record.
     """
     context = await repo.load_context(conn, conversation_id, principal.account_id, message_id=message_id,
                                       bundles=bundles)  # fmt: skip
@@ -105,17 +118,13 @@ async def _authorized(
             consents=tuple(context.consents),
             emergencies=tuple(context.emergencies),
         )
-    decision = require(
-        principal.actor,
-        action,
-        Resource(
-            org_id=conversation.org_id,
-            client_id=conversation.client_id,
-            membership=mine.status if mine else "none",  # type: ignore[arg-type]
-        ),
-        facts,
+    resource = Resource(
+        org_id=conversation.org_id,
+        client_id=conversation.client_id,
+        membership=mine.status if mine else "none",  # type: ignore[arg-type]
     )
-    return context, decision
+    refused = _event(principal, attempt.event_type, attempt.action, conversation, None, attempt.entity)
+    return context, attempt.refusals.require(principal.actor, action, resource, facts, attempt=refused)
 
 
 async def authorize(
@@ -124,9 +133,13 @@ async def authorize(
     principal: Principal,
     conversation_id: uuid.UUID,
     action: PolicyAction,
+    attempt: Attempt,
 ) -> tuple[repo.ConversationRow, list[repo.MemberRow], Decision]:
-    """Load a conversation and its members and ask the policy (404 for non-members)."""
-    context, decision = await _authorized(rt, conn, principal, conversation_id, action)
+    """Load a conversation and its members and ask the policy (404 for non-members).
+
+    A refusal is noted in ``attempt.refusals`` to be audited.
+    """
+    context, decision = await _authorized(rt, conn, principal, conversation_id, action, attempt)
     return context.conversation, context.members, decision
 
 
@@ -310,15 +323,14 @@ async def get_conversation(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, conversation_id: uuid.UUID, ctx: AuditContext
 ) -> ConversationView:
     """A conversation and its members, as the caller may see them."""
-    async with tenant_transaction(conn, principal.org_id):
+    now = rt.clock.now()
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         conversation, members, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
-        )
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION,
+            Attempt(refusals, "conversation.read", Action.READ),
+        )  # fmt: skip
         await record(
-            conn,
-            _event(principal, "conversation.read", Action.READ, conversation, decision),
-            ctx,
-            rt.clock.now(),
+            conn, _event(principal, "conversation.read", Action.READ, conversation, decision), ctx, now
         )
     return _view(principal, conversation, members)
 
@@ -358,10 +370,11 @@ async def add_member(
 ) -> ConversationView:
     """A clinician member adds a clinician, or invites a client into a support group."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.MANAGE_MEMBERS
-        )
+            rt, conn, principal, conversation_id, PolicyAction.MANAGE_MEMBERS,
+            Attempt(refusals, "conversation.member_add", Action.UPDATE, ("account", account_id)),
+        )  # fmt: skip
         role = await _account(conn, account_id, conversation.org_id)
         if role == "client":
             if conversation.kind != "support_group":
@@ -410,13 +423,16 @@ async def remove_member(
 ) -> ConversationView:
     """Remove a member (a clinician member removes anyone; anyone may leave)."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         action = (
             PolicyAction.READ_CONVERSATION
             if account_id == principal.account_id
             else PolicyAction.MANAGE_MEMBERS
         )
-        conversation, members, decision = await authorize(rt, conn, principal, conversation_id, action)
+        conversation, members, decision = await authorize(
+            rt, conn, principal, conversation_id, action,
+            Attempt(refusals, "conversation.member_remove", Action.UPDATE, ("account", account_id)),
+        )  # fmt: skip
         if conversation.client_id == account_id:
             raise InvalidInputError("The client a conversation is about cannot be removed from it.")
         if not await repo.set_member_status(conn, conversation.id, account_id, "removed", now):
@@ -440,10 +456,11 @@ async def join(
 ) -> ConversationView:  # fmt: skip
     """A client accepts a support-group invitation under a pseudonym (their own consent)."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.JOIN_CONVERSATION
-        )
+            rt, conn, principal, conversation_id, PolicyAction.JOIN_CONVERSATION,
+            Attempt(refusals, "conversation.join", Action.UPDATE),
+        )  # fmt: skip
         await repo.set_member_status(conn, conversation.id, principal.account_id, "active", now, pseudonym)
         await record(
             conn,
@@ -483,9 +500,10 @@ async def send_message(
     body = encode(envelope)
     digest = hashlib.sha256(body).digest()
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         context, decision = await _authorized(
             rt, conn, principal, conversation_id, PolicyAction.SEND_MESSAGE,
+            Attempt(refusals, "message.create", Action.CREATE, ("message", envelope.item_id)),
             message_id=envelope.item_id, bundles=True,
         )  # fmt: skip
         conversation = context.conversation
@@ -593,10 +611,11 @@ async def list_messages(
     before_seq = decode_cursor(rt.keys, scope, before) if before else None
     limit = max(1, min(limit, MAX_PAGE))
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         conversation, _, decision = await authorize(
-            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION
-        )
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION,
+            Attempt(refusals, "message.read", Action.READ),
+        )  # fmt: skip
         read = _event(principal, "message.read", Action.READ, conversation, decision)
         _, event = event_parameters(read, ctx, now)
         rows = await repo.read_page(
@@ -635,10 +654,11 @@ async def mark_read(
 ) -> int:
     """Mark messages read up to one of them; returns how many changed."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         context, decision = await _authorized(
-            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION, message_id=up_to
-        )
+            rt, conn, principal, conversation_id, PolicyAction.READ_CONVERSATION,
+            Attempt(refusals, "message.mark_read", Action.UPDATE), message_id=up_to,
+        )  # fmt: skip
         conversation, message = context.conversation, context.existing
         if message is None or message.conversation_id != conversation_id:
             raise NotFoundError

@@ -349,6 +349,17 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "shareNote": ("client", "not_author"),
     # A clinician outside the client's circle gets an unknown client_id's 422; audited.
     "createConversation": ("colleague", "not_found"),
+    # A conversation someone is not a member of answers like an unknown id; audited, as is
+    # a member refused what their role may not do.
+    "getConversation": ("colleague", "not_found"),
+    "joinConversation": ("colleague", "not_found"),
+    "sendMessage": ("colleague", "not_found"),
+    "listMessages": ("colleague", "not_found"),
+    "markConversationRead": ("colleague", "not_found"),
+    "addConversationMember": ("client", "role"),
+    "removeConversationMember": ("client", "role"),
+    "uploadAttachment": ("colleague", "not_found"),
+    "downloadAttachment": ("colleague", "not_found"),
 }
 
 

@@ -224,7 +224,11 @@ async def test_a_chunked_upload_past_the_limit_without_content_length_gets_413(
 async def test_non_members_and_other_organizations_get_404(
     client: AsyncTestClient[Litestar], app: Litestar, chat: Chat, db: asyncpg.Connection
 ) -> None:
-    """A-03: no one outside the conversation learns an attachment exists."""
+    """A-03: no one outside the conversation learns an attachment exists; the attempts are audited.
+
+    The colleague's refusals (same organization, the attachment exists) are recorded, as
+    refused; another organization's attempts and unknown ids name nothing to record.
+    """
     doc = chat.clinic.clinician
     attachment_id = uuid.uuid4()
     assert (await _upload(client, doc, chat.conversation_id, attachment_id, b"opaque")).status_code == 201
@@ -240,7 +244,14 @@ async def test_non_members_and_other_organizations_get_404(
     nowhere = await _upload(client, doc, uuid.uuid4(), uuid.uuid4(), b"into no conversation")
     assert nowhere.status_code == 404
     assert await db.fetchval("SELECT count(*) FROM attachments") == 1
-    assert await audit_rows(db, "attachment.read") == []
+    for event_type in ("attachment.read", "attachment.create"):
+        refused = [
+            (e["agent_account_id"], e["outcome"], e["outcome_reason"])
+            for e in await audit_rows(db, event_type)
+        ]
+        if event_type == "attachment.create":
+            refused = refused[1:]  # the clinician's own upload first
+        assert refused == [(colleague.id, 4, "not_found")], event_type
 
 
 async def test_bad_headers_are_refused(client: AsyncTestClient[Litestar], chat: Chat) -> None:
@@ -318,3 +329,8 @@ async def test_a_later_member_cannot_fetch_older_attachments(
     await client.post(f"/v1/conversations/{group}/join", json={"pseudonym": "Late"}, headers=late.headers)
     assert (await client.get(f"/v1/attachments/{attachment_id}", headers=early.headers)).status_code == 200
     assert (await client.get(f"/v1/attachments/{attachment_id}", headers=late.headers)).status_code == 404
+    reads = [
+        (e["agent_account_id"], e["outcome"], e["outcome_reason"])
+        for e in await audit_rows(db, "attachment.read")
+    ]
+    assert reads == [(early.id, 0, None), (late.id, 4, "not_recipient")], "the refusal is audited"

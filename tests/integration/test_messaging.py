@@ -223,9 +223,28 @@ async def test_non_members_and_revoked_consent(
 ) -> None:
     other = await make_clinic(client, app, db, slug="otherorg")
     url = f"/v1/conversations/{chat.conversation_id}"
+    start = await db.fetchval("SELECT max(seq) FROM audit_events")
     for outsider in (chat.clinic.admin, other.clinician, other.client):
         assert (await client.get(url, headers=outsider.headers)).status_code == 404
         assert (await client.get(url + "/messages", headers=outsider.headers)).status_code == 404
+
+    async def refusals() -> list[tuple[str, uuid.UUID, str]]:
+        rows = await db.fetch(
+            "SELECT event_type, agent_account_id, outcome_reason, subject_id, consent_id, purpose_of_use "
+            "FROM audit_events WHERE outcome = 4 AND seq > $1 ORDER BY seq",
+            start,
+        )
+        assert all(r["subject_id"] == chat.clinic.client.id for r in rows), "in the client's accounting"
+        assert all(r["consent_id"] is None and r["purpose_of_use"] is None for r in rows), "nothing granted"
+        return [(r["event_type"], r["agent_account_id"], r["outcome_reason"]) for r in rows]
+
+    # The admin's attempts (same organization, the conversation exists) are audited as refused;
+    # another organization's name nothing here, and write nothing.
+    admin = chat.clinic.admin.id
+    assert await refusals() == [
+        ("conversation.read", admin, "not_found"),
+        ("message.read", admin, "not_found"),
+    ]
     # The client revokes messaging consent: the clinician is refused on the next request.
     consents = (await client.get("/v1/consents", headers=chat.clinic.client.headers)).json()["items"]
     grant_id = uuid.UUID(consents[0]["consent_id"])
@@ -255,6 +274,8 @@ async def test_non_members_and_revoked_consent(
     assert revoked.status_code == 200, revoked.text
     assert (await client.get(url + "/messages", headers=chat.clinic.clinician.headers)).status_code == 403
     assert (await client.get(url + "/messages", headers=chat.clinic.client.headers)).status_code == 200
+    refused = (await refusals())[-1]
+    assert refused[:2] == ("message.read", chat.clinic.clinician.id), "the refused read is audited"
 
 
 async def test_support_group_pseudonyms_and_removal(

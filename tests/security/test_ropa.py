@@ -64,8 +64,17 @@ def _backend_trees() -> dict[Path, ast.Module]:
 
 
 def _takes(tree: ast.Module, name: str) -> dict[str, set[int]]:
-    """Functions of one module with a parameter ``name``: their names and its positions."""
+    """Functions (and classes with fields) of one module taking ``name``: their names and its positions."""
     takes: dict[str, set[int]] = {}
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            fields = [
+                s.target.id
+                for s in cls.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            ]
+            if name in fields:
+                takes[cls.name] = {fields.index(name)}
     for fn in ast.walk(tree):
         if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
             names = [a.arg for a in fn.args.posonlyargs + fn.args.args]
@@ -80,7 +89,11 @@ def _takes(tree: ast.Module, name: str) -> dict[str, set[int]]:
 def _passed_values(
     fn: ast.FunctionDef | ast.AsyncFunctionDef, name: str, takes: dict[str, set[int]]
 ) -> list[ast.expr]:
-    """What ``fn`` assigns to ``name`` or passes as it, except what it got from its own caller."""
+    """What ``fn`` assigns to ``name`` or passes as it, except what it got from its own caller.
+
+    From its caller means its own parameter ``name``, or the field ``name`` of one of its
+    parameters (read where that object is made).
+    """
     own = {a.arg for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs}
     values: list[ast.expr] = []
     for node in ast.walk(fn):
@@ -105,6 +118,12 @@ def _passed_values(
         v
         for v in values
         if not (isinstance(v, ast.Name) and v.id in own)
+        and not (
+            isinstance(v, ast.Attribute)
+            and v.attr == name
+            and isinstance(v.value, ast.Name)
+            and v.value.id in own
+        )
         and not (isinstance(v, ast.Constant) and v.value is None)
     ]
 
@@ -143,6 +162,8 @@ def test_the_reader_of_the_code_finds_what_it_looks_for() -> None:
     types = values_in_code("event_type")
     assert {"auth.login", "note.amend", "note.create", "key.rotate", "audit.export"} <= types
     assert {"retention.{category}", "erasure.{kind}"} <= types
+    fields = ast.parse("class Attempt(NamedTuple):\n    refusals: object\n    event_type: str\n")
+    assert _takes(fields, "event_type") == {"Attempt": {1}}, "a class's field, passed by position"
     with pytest.raises(AssertionError, match="cannot read"):
         _strings(ast.parse("EVENTS[k]", mode="eval").body, "x.py:1")
 
