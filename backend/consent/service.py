@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 
 from backend.audit_trail import Action, AuditContext, AuditEvent, record
+from backend.audit_trail.refusals import audit_refusals
 from backend.auth.principal import Principal
 from backend.consent import repository as repo
 from backend.consent.receipts import ConsentReceipt, receipt_signed_bytes, statement_digest
@@ -256,13 +257,17 @@ async def revoke(
 ) -> ConsentGranted:
     """Record a client's signed revocation; it takes effect on the very next request."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         row = await repo.get_consent(conn, consent_id, lock=True)
         if row is None:
             raise NotFoundError("No such consent.")
-        require(
-            principal.actor, PolicyAction.REVOKE_CONSENT, Resource(org_id=row.org_id, client_id=row.client_id)
-        )
+        refusals.require(
+            principal.actor,
+            PolicyAction.REVOKE_CONSENT,
+            Resource(org_id=row.org_id, client_id=row.client_id),
+            attempt=_event(principal, "consent.revoke", Action.UPDATE, org_id=row.org_id,
+                           client_id=row.client_id, consent_id=consent_id),
+        )  # fmt: skip
         if (
             statement.action is not ConsentAction.REVOKE
             or statement.consent_id != consent_id
@@ -346,23 +351,20 @@ async def history(
 ) -> ConsentHistory:
     """A consent's events with the client's statements and the server's receipts."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         row = await repo.get_consent(conn, consent_id)
         if row is None:
             raise NotFoundError("No such consent.")
-        require(
+        event = _event(principal, "consent.read", Action.READ, org_id=row.org_id, client_id=row.client_id,
+                       consent_id=consent_id)  # fmt: skip
+        refusals.require(
             principal.actor,
             PolicyAction.READ_CONSENT,
             Resource(org_id=row.org_id, client_id=row.client_id, grantee_id=row.grantee_id),
+            attempt=event,
         )
         events = await repo.list_events(conn, consent_id)
-        await record(
-            conn,
-            _event(principal, "consent.read", Action.READ, org_id=row.org_id, client_id=row.client_id,
-                   consent_id=consent_id),
-            ctx,
-            now,
-        )  # fmt: skip
+        await record(conn, event, ctx, now)
     return ConsentHistory(
         consent=_view(row, now),
         events=[

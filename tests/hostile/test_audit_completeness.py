@@ -360,6 +360,10 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "removeConversationMember": ("client", "role"),
     "uploadAttachment": ("colleague", "not_found"),
     "downloadAttachment": ("colleague", "not_found"),
+    # A consent is the client's: others' attempts on it are audited.
+    "getConsentHistory": ("colleague", "not_found"),
+    "getConsentReceipt": ("admin", "not_found"),
+    "revokeConsent": ("clinician", "role"),
 }
 
 
