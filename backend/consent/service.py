@@ -496,16 +496,20 @@ async def open_emergency(
 async def approve_emergency(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, access_id: uuid.UUID, ctx: AuditContext
 ) -> EmergencyAccessView:
-    """A second person, holding the custodian key, approves a break-glass opening."""
+    """A second person, holding the custodian key, approves a break-glass opening.
+
+    A refused approval (the opening clinician approving their own, say) is audited.
+    """
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         row = await repo.get_emergency(conn, access_id)
         if row is None:
             raise NotFoundError("No such emergency access.")
-        require(
+        refusals.require(
             principal.actor,
             PolicyAction.APPROVE_EMERGENCY_ACCESS,
             Resource(org_id=row.org_id, owner_id=row.clinician_id, client_id=row.client_id),
+            attempt=_emergency_event(principal, "emergency.approve", row),
         )
         if row.closed_at is not None or row.expires_at <= now:
             raise ConflictError("This emergency access has ended.")
@@ -521,14 +525,15 @@ async def approve_emergency(
 async def close_emergency(
     rt: Runtime, conn: asyncpg.Connection, principal: Principal, access_id: uuid.UUID, ctx: AuditContext
 ) -> EmergencyAccessView:
-    """End a break-glass opening early (its clinician or a compliance officer)."""
+    """End a break-glass opening early (its clinician or a compliance officer; others: refused, audited)."""
     now = rt.clock.now()
-    async with tenant_transaction(conn, principal.org_id):
+    async with audit_refusals(conn, ctx, now) as refusals, tenant_transaction(conn, principal.org_id):
         row = await repo.get_emergency(conn, access_id)
         if row is None or row.org_id != principal.org_id:
             raise NotFoundError("No such emergency access.")
         if principal.account_id != row.clinician_id and principal.role != "compliance_officer":
-            raise NotFoundError("No such emergency access.")
+            attempt = _emergency_event(principal, "emergency.close", row)
+            raise refusals.refuse(attempt, "not_owner", NotFoundError("No such emergency access."))
         await repo.close_emergency(conn, access_id, now)
         await record(conn, _emergency_event(principal, "emergency.close", row), ctx, now)
         closed = await repo.get_emergency(conn, access_id)

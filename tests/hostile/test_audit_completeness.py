@@ -337,6 +337,12 @@ LAST = (
     "getErasureOutcome",
 )
 
+#: Whom a refusal concerns where it is not the targets' client.
+REFUSAL_SUBJECTS: dict[str, Callable[[Done], uuid.UUID]] = {
+    "approveEmergencyAccess": the_former,
+    "closeEmergencyAccess": the_former,
+}
+
 #: Refusals :mod:`backend.audit_trail.refusals` records (an attempt on a client's data by
 #: someone outside the client's circle, or not the note's author or reader): the role
 #: refused, and the policy's reason. Every other refusal writes nothing.
@@ -364,6 +370,9 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "getConsentHistory": ("colleague", "not_found"),
     "getConsentReceipt": ("admin", "not_found"),
     "revokeConsent": ("clinician", "role"),
+    # Break-glass: an approval or an early close by someone who may not is audited.
+    "approveEmergencyAccess": ("clinician", "role"),
+    "closeEmergencyAccess": ("clinician", "not_owner"),
 }
 
 
@@ -461,10 +470,13 @@ def test_refusals_write_exactly_the_promised_refusal_event(scene: Scene) -> None
             continue
         event = events[0]
         wrong = common_fields(world, sent, event, member)
+        # Whom the attempt concerned (a success names the joining client; a refused join, the
+        # conversation's): the client, or the former client break-glass was opened for.
+        concerned = REFUSAL_SUBJECTS.get(operation_id, the_client)(Done(scene, member, call, sent.response))
         expected = {
             "outcome_reason": reason,
             "entity_type": spec.entity_type,
-            "subject_id": scene.t.client_id,
+            "subject_id": concerned,
             "purpose_of_use": None,  # nothing was granted: no purpose, no consent
             "consent_id": None,
         }
