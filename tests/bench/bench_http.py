@@ -21,11 +21,17 @@ import time
 from typing import Any
 
 import httpx
-import psutil
 
 from backend.settings import load_settings
 from tests.bench.loadgen import Result, build_request, run_phase
-from tests.bench.server import CONFIDE, SERVER_CPUS, bench_database, pin_loadgen, running_server
+from tests.bench.server import (
+    CONFIDE,
+    SERVER_CPUS,
+    bench_database,
+    pin_loadgen,
+    running_server,
+    server_process,
+)
 from tests.helpers import totp_code
 
 ADMIN_PW = "bench-admin-passphrase-1"
@@ -118,7 +124,7 @@ async def _phases(host: str, port: int, auth: str) -> tuple[dict[str, Result], d
     results["login"] = await run_phase(
         "POST /v1/auth/login", host, port, lambda _: login, connections=4, duration_s=PHASE_S
     )
-    server = _server_process(port)
+    server = server_process(port)
     rss_before = server.memory_info().rss
     # Forty people logging in at once: each waits for its answer and, when told 429, for the
     # Retry-After second (the server's answer is at least 1 s) before trying again, as front
@@ -156,13 +162,6 @@ async def _phases(host: str, port: int, auth: str) -> tuple[dict[str, Result], d
     results["storm"] = await storm
     await watcher
     return results, {"rss_before_mb": rss_before / 2**20, "rss_peak_mb": peak[0] / 2**20}
-
-
-def _server_process(port: int) -> psutil.Process:
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            return psutil.Process(conn.pid)
-    raise RuntimeError("no server listening")
 
 
 def run() -> dict[str, Any]:

@@ -26,6 +26,7 @@ import secrets
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,7 +34,16 @@ import httpx
 from crypto.client import InnerPayload, generate_identity, seal_envelope, sign_consent
 from crypto.public import ConsentAction, EnvelopeKind, encode
 from tests.bench.loadgen import Result, build_request, run_phase
-from tests.bench.server import CONFIDE, bench_database, pin_loadgen, running_server
+from tests.bench.server import (
+    CONFIDE,
+    bench_database,
+    cpu_seconds,
+    cpu_spent,
+    pin_loadgen,
+    postgres_processes,
+    running_server,
+    server_process,
+)
 from tests.helpers import totp_code
 
 PHASE_S = float(os.environ.get("BENCH_PHASE_S", "10"))
@@ -171,7 +181,7 @@ def _envelopes(ctx: dict[str, Any], count: int) -> list[bytes]:
 
 async def _phases(
     host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]
-) -> tuple[dict[str, Result], dict[str, int]]:
+) -> tuple[dict[str, Result], dict[str, Any]]:
     hostport = f"{host}:{port}"
     auth = ctx["doc"]["Authorization"]
     path = f"/v1/conversations/{ctx['conversation']}/messages"
@@ -198,34 +208,43 @@ async def _phases(
     sized_body = json.dumps(echo_sized).encode()
     echo_envelope = build_request("POST", "/_bench/echo", hostport, json_type, sized_body)
     results: dict[str, Result] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    server = server_process(port)
+
+    async def phase(key: str, name: str, request: Callable[[int], bytes], **options: Any) -> None:
+        # The CPU the server and PostgreSQL spent per answered request: where the time goes.
+        # (Backends the pool opens during the phase count whole.)
+        before = cpu_seconds([server]), cpu_seconds(postgres_processes())
+        results[key] = result = await run_phase(name, host, port, request, connections=64, **options)
+        after = cpu_seconds([server]), cpu_seconds(postgres_processes())
+        answered = max(result.requests, 1)
+        cpu[key] = {
+            "server_ms": round(cpu_spent(before[0], after[0]) * 1000 / answered, 3),
+            "postgres_ms": round(cpu_spent(before[1], after[1]) * 1000 / answered, 3),
+        }
+
     await run_phase("warmup", host, port, lambda _: echo, connections=8, duration_s=1.0)
-    results["echo"] = await run_phase(
-        "POST /_bench/echo (ceiling)", host, port, lambda _: echo, connections=64, duration_s=PHASE_S
+    await phase("echo", "POST /_bench/echo (ceiling)", lambda _: echo, duration_s=PHASE_S)
+    await phase(
+        "send", "POST messages (2 KB, 3 recipients)", send, duration_s=PHASE_S, max_requests=len(bodies)
     )
-    results["send"] = await run_phase(
-        "POST messages (2 KB, 3 recipients)",
-        host,
-        port,
-        send,
-        connections=64,
-        duration_s=PHASE_S,
-        max_requests=len(bodies),
-    )
-    results["page"] = await run_phase(
-        "GET 50-message page", host, port, lambda _: page, connections=64, duration_s=PHASE_S
-    )
+    await phase("page", "GET 50-message page", lambda _: page, duration_s=PHASE_S)
     async with httpx.AsyncClient(base_url=f"http://{hostport}", headers={"Authorization": auth}) as one:
         page_bytes = len((await one.get(f"{path}?limit=50")).content)
     sized = build_request("GET", f"/_bench/bytes?size={page_bytes}", hostport)
-    results["echo_envelope"] = await run_phase(
+    await phase(
+        "echo_envelope",
         f"POST /_bench/echo, {len(echo_sized['blob']) + 100:,} B body (envelope-sized ceiling)",
-        host, port, lambda _: echo_envelope, connections=64, duration_s=PHASE_S,
-    )  # fmt: skip
-    results["bytes"] = await run_phase(
+        lambda _: echo_envelope,
+        duration_s=PHASE_S,
+    )
+    await phase(
+        "bytes",
         f"GET /_bench/bytes, {page_bytes:,} B answer (page-sized ceiling)",
-        host, port, lambda _: sized, connections=64, duration_s=PHASE_S,
-    )  # fmt: skip
-    return results, {"page_bytes": page_bytes, "envelope_bytes": len(bodies[0])}
+        lambda _: sized,
+        duration_s=PHASE_S,
+    )
+    return results, {"page_bytes": page_bytes, "envelope_bytes": len(bodies[0]), "cpu": cpu}
 
 
 def run() -> dict[str, Any]:
@@ -251,6 +270,19 @@ def run() -> dict[str, Any]:
     return figures
 
 
+def _budget(figures: dict[str, Any], key: str, what: str) -> str:
+    """The CPU one request may take at the target rate, against what it took."""
+    target = 0.25 * float(figures["echo"]["rate"])
+    cpu = figures["cpu"][key]
+    cores = target * (cpu["server_ms"] + cpu["postgres_ms"]) / 1000
+    return (
+        f"At the target rate ({target:,.0f} {what}s/s, a quarter of the ceiling) the server's one core "
+        f"allows **{1000 / target:.2f} ms** of CPU per {what}; it took **{cpu['server_ms']} ms**, and "
+        f"PostgreSQL {cpu['postgres_ms']} ms: that rate would need **{cores:.1f} cores** for the two "
+        "alone, on a machine of 2."
+    )
+
+
 def markdown(figures: dict[str, Any]) -> str:
     lines = [
         "## Messaging (issue 5)",
@@ -260,14 +292,16 @@ def markdown(figures: dict[str, Any]) -> str:
         "messages; ceiling: the same server decoding a 2 KB JSON body into a Struct and answering 201. "
         "Server on core 0, load generator on core 1, PostgreSQL free on both cores.",
         "",
-        "| phase | req/s | p50 ms | p99 ms | errors | statuses | load generator CPU |",
-        "|---|---|---|---|---|---|---|",
+        "| phase | req/s | p50 ms | p99 ms | errors | statuses | load generator CPU "
+        "| server CPU ms/request | PostgreSQL CPU ms/request |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    cpu = figures["cpu"]
     for key in ("echo", "send", "page", "echo_envelope", "bytes"):
         s = figures[key]
         lines.append(
             f"| {s['name']} | {s['rate']} | {s['p50_ms']} | {s['p99_ms']} | {s['errors']} | {s['statuses']} "
-            f"| {s['loadgen_cpu_pct']} % |"
+            f"| {s['loadgen_cpu_pct']} % | {cpu[key]['server_ms']} | {cpu[key]['postgres_ms']} |"
         )
     lines += [
         "",
@@ -278,6 +312,9 @@ def markdown(figures: dict[str, Any]) -> str:
         f"50-message page {figures['page_bytes']:,} B. "
         f"Send ÷ envelope-sized echo: **{figures['send_over_sized']}**; "
         f"page ÷ page-sized prepared answer: **{figures['page_over_sized']}**.",
+        "",
+        _budget(figures, "send", "send"),
+        _budget(figures, "page", "page"),
     ]
     return "\n".join(lines) + "\n"
 

@@ -27,17 +27,10 @@ import psutil
 
 from tests.bench import bench_messaging
 from tests.bench.loadgen import Result, build_request, run_mix, run_phase
-from tests.bench.server import ROOT, bench_database, pin_loadgen, running_server
+from tests.bench.server import ROOT, bench_database, pin_loadgen, running_server, server_process
 
 MIX_S = float(os.environ.get("BENCH_MIX_S", "60"))
 WEIGHTS = {"page": 40.0, "conversation": 20.0, "me": 10.0, "send": 25.0, "login": 5.0}
-
-
-def _server_process(port: int) -> psutil.Process:
-    for conn in psutil.net_connections(kind="tcp"):
-        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-            return psutil.Process(conn.pid)
-    raise RuntimeError("no server listening")
 
 
 async def _run(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]) -> dict[str, Any]:
@@ -78,7 +71,7 @@ async def _run(host: str, port: int, ctx: dict[str, Any], bodies: list[bytes]) -
         if kind == "send" and status in {200, 201}:
             acknowledged.append(_message_id(payload))
 
-    server = _server_process(port)
+    server = server_process(port)
     live = build_request("GET", "/health/live", hostport)
     await run_phase("warmup", host, port, lambda _: live, connections=8, duration_s=1.0)
     ceiling = await run_phase("GET /health/live (ceiling)", host, port, lambda _: live, connections=64,

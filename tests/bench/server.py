@@ -69,6 +69,41 @@ def bench_database() -> str:
     return asyncio.run(create())
 
 
+def server_process(port: int) -> psutil.Process:
+    """The process listening on ``port`` (the server under test)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+            return psutil.Process(conn.pid)
+    raise RuntimeError("no server listening")
+
+
+def postgres_processes() -> list[psutil.Process]:
+    """The benchmark cluster's postmaster and its children (none with CONFIDE_DATABASE_URL)."""
+    if os.environ.get("CONFIDE_DATABASE_URL"):
+        return []
+    pid_file = ROOT / ".data" / "pg-bench" / "cluster" / "postmaster.pid"
+    try:
+        postmaster = psutil.Process(int(pid_file.read_text().split()[0]))
+        return [postmaster, *postmaster.children(recursive=True)]
+    except (OSError, ValueError, psutil.Error):
+        return []
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """User and system CPU each process has used so far, by pid (those gone are left out)."""
+    used: dict[int, float] = {}
+    for proc in processes:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            used[proc.pid] = times.user + times.system
+    return used
+
+
+def cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two :func:`cpu_seconds` readings; a process new since counts whole."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def pin_loadgen() -> None:
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, LOADGEN_CPUS)
