@@ -531,9 +531,12 @@ async def close_emergency(
         row = await repo.get_emergency(conn, access_id)
         if row is None or row.org_id != principal.org_id:
             raise NotFoundError("No such emergency access.")
-        if principal.account_id != row.clinician_id and principal.role != "compliance_officer":
-            attempt = _emergency_event(principal, "emergency.close", row)
-            raise refusals.refuse(attempt, "not_owner", NotFoundError("No such emergency access."))
+        refusals.require(
+            principal.actor,
+            PolicyAction.CLOSE_EMERGENCY_ACCESS,
+            Resource(org_id=row.org_id, owner_id=row.clinician_id, client_id=row.client_id),
+            attempt=_emergency_event(principal, "emergency.close", row),
+        )
         await repo.close_emergency(conn, access_id, now)
         await record(conn, _emergency_event(principal, "emergency.close", row), ctx, now)
         closed = await repo.get_emergency(conn, access_id)

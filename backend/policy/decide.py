@@ -93,6 +93,7 @@ class Action(enum.StrEnum):
     # Break-glass.
     OPEN_EMERGENCY_ACCESS = "emergency.open"
     APPROVE_EMERGENCY_ACCESS = "emergency.approve"
+    CLOSE_EMERGENCY_ACCESS = "emergency.close"
     LIST_EMERGENCY_ACCESS = "emergency.list"
     # Retention: everyone may read the periods that apply to their data (GDPR Art. 13(2)(a));
     # admins set them; admins and compliance officers read the record of runs.
@@ -369,6 +370,14 @@ def decide(actor: Actor, action: Action, resource: Resource, facts: Facts | None
             if resource.owner_id == actor.account_id:
                 return _deny("dual_control")
             return _allow("custodian")
+        case Action.CLOSE_EMERGENCY_ACCESS:
+            # Its clinician ends it early, or a compliance officer; to anyone else the opening
+            # answers like one that does not exist.
+            if resource.owner_id == actor.account_id:
+                return _allow("owner")
+            if actor.role == "compliance_officer":
+                return _allow("compliance_officer")
+            return _deny("not_found")
         case Action.LIST_EMERGENCY_ACCESS:
             if actor.role in {"compliance_officer", "clinician"}:
                 return _allow("filtered_by_role")

@@ -372,7 +372,7 @@ REFUSALS: dict[str, tuple[str, str]] = {
     "revokeConsent": ("clinician", "role"),
     # Break-glass: an approval or an early close by someone who may not is audited.
     "approveEmergencyAccess": ("clinician", "role"),
-    "closeEmergencyAccess": ("clinician", "not_owner"),
+    "closeEmergencyAccess": ("clinician", "not_found"),
 }
 
 

@@ -166,6 +166,11 @@ def test_consent_management_rules(role: str) -> None:
     assert approve_other.allowed == (role in {"admin", "compliance_officer"})
     approve_own = decide(actor, Action.APPROVE_EMERGENCY_ACCESS, Resource(org_id=ORG, owner_id=me))
     assert not approve_own.allowed, "dual control: nobody approves their own break-glass"
+    close_own = decide(actor, Action.CLOSE_EMERGENCY_ACCESS, Resource(org_id=ORG, owner_id=me))
+    assert close_own.allowed, "whoever opened it may end it early"
+    close_other = decide(actor, Action.CLOSE_EMERGENCY_ACCESS, Resource(org_id=ORG, owner_id=DOC))
+    assert close_other.allowed == (role == "compliance_officer")
+    assert close_other.allowed or close_other.reason == "not_found", "others are told it does not exist"
     listing = decide(actor, Action.LIST_EMERGENCY_ACCESS, Resource(org_id=ORG))
     assert listing.allowed == (role in {"clinician", "compliance_officer"})
 
