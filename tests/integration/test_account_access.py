@@ -172,13 +172,30 @@ async def test_an_organization_keeps_an_active_admin(
         await db.execute("UPDATE accounts SET role = 'clinician' WHERE id = $1", second.id)
 
 
-async def _waits_on_advisory_lock(db: asyncpg.Connection, pid: int, task: asyncio.Task[str]) -> None:
-    """Wait (with a deadline) until backend ``pid`` is blocked on an advisory lock."""
+async def _waits_for_a_lock(
+    db: asyncpg.Connection,
+    waiter: asyncpg.Connection,
+    *,
+    advisory: bool = False,
+    task: asyncio.Task[str] | None = None,
+) -> None:
+    """Return once ``waiter``'s statement is blocked on a lock, an advisory one if asked (bounded: 10 s).
+
+    ``task``, the statement's, must still be waiting meanwhile.
+    """
+    pid = waiter.get_server_pid()
+
+    async def blocked() -> bool:
+        row = await db.fetchrow(
+            "SELECT wait_event_type, wait_event FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        return row is not None and row[0] == "Lock" and (not advisory or row[1] == "advisory")
+
     deadline = time.monotonic() + 10
-    while await db.fetchval("SELECT wait_event FROM pg_stat_activity WHERE pid = $1", pid) != "advisory":
-        assert not task.done(), "the second change went through without waiting for the first"
-        assert time.monotonic() < deadline, "the second change never waited"
-        await asyncio.sleep(0.02)  # polling a condition, with a deadline
+    while not await blocked():
+        assert task is None or not task.done(), "the statement went through without waiting"
+        assert time.monotonic() < deadline, "the statement never waited for a lock"
+        await asyncio.sleep(0.01)  # polling a condition, with a deadline
 
 
 async def test_two_admins_disabling_each_other_at_once_leave_one(
@@ -196,7 +213,7 @@ async def test_two_admins_disabling_each_other_at_once_leave_one(
         waiting = asyncio.create_task(
             second_conn.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", clinic.admin.id)
         )
-        await _waits_on_advisory_lock(db, second_conn.get_server_pid(), waiting)
+        await _waits_for_a_lock(db, second_conn, advisory=True, task=waiting)
         await first_tx.commit()
         with pytest.raises(asyncpg.CheckViolationError):
             await asyncio.wait_for(waiting, timeout=10)
@@ -270,15 +287,6 @@ async def _direct_conversation(
     created = await client.post("/v1/conversations", json=body, headers=doc.headers)
     assert created.status_code == 201, created.text
     return clinic, org_id, conversation
-
-
-async def _waits_for_a_lock(db: asyncpg.Connection, waiter: asyncpg.Connection) -> None:
-    """Return once ``waiter``'s statement is blocked on a lock (bounded: 10 s)."""
-    pid = waiter.get_server_pid()
-    deadline = time.monotonic() + 10
-    while await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", pid) != "Lock":
-        assert time.monotonic() < deadline, "the statement never waited for a lock"
-        await asyncio.sleep(0.01)
 
 
 async def test_an_addition_racing_a_role_change_never_leaves_staff_in_a_conversation(
